@@ -1,0 +1,167 @@
+"""The seed's Artifact API, compatible on disk with T9k's ``t9k.em`` (SDK 0.6.0b0)."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import string
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import session
+from .errors import InvalidInput, MissingSource
+from .hashing import md5_file
+from .localdir import write_yaml_atomic
+from .paths import join_key, resolve_obj_path
+from .publish import check_strategy
+
+NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,38}[A-Za-z0-9])?$")
+KIND = "Artifact"
+
+
+def parent_dir() -> Path:
+    return Path(os.environ.get("EM_ARTIFACT_PARENT_DIR") or ".em/artifacts")
+
+
+def check_artifact_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidInput(
+            f"invalid Artifact name {name!r}: 1 to 40 of A-Z a-z 0-9 _ -, "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+def new_identity(name: str) -> tuple[str, str]:
+    """(createdTimestamp, alternativeName) for an artifact made now."""
+    stamp = datetime.now().astimezone()
+    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=6))
+    alt = f"{name}_{stamp:%y%m%d}_{stamp:%H%M%S}_{suffix}"
+    return stamp.isoformat(timespec="microseconds"), alt
+
+
+class Artifact:
+    """A set of files that a Run inputs or outputs."""
+
+    def __init__(
+        self, metadata: dict[str, Any], objects: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        self.parse_from_dict(metadata)
+        self.objects: dict[str, dict[str, Any]] = dict(objects or {})
+        self.local = str((parent_dir() / self.alternative_name).absolute())
+
+    # -- adding objects -----------------------------------------------------------
+    def add_file(self, file_path: str, obj_path: str | None = None) -> None:
+        """Copy a local file into the artifact at ``obj_path`` (T9k's rules)."""
+        if not os.path.isfile(file_path):
+            raise MissingSource(f"File not found: {file_path!r}")
+        key = self._free_key(resolve_obj_path(str(file_path), obj_path), as_file=True)
+        self._copy_in(Path(file_path), key)
+
+    def add_dir(self, dir_path: str, obj_path: str | None = None) -> None:
+        """Copy every file below a directory into the artifact under ``obj_path``."""
+        if not os.path.isdir(dir_path):
+            raise MissingSource(f"Directory not found: {dir_path!r}")
+        prefix = resolve_obj_path(str(dir_path), obj_path)
+        pairs = [(src, join_key(prefix, rel)) for src, rel in _walk(Path(dir_path))]
+        for _, key in pairs:  # refuse before the first byte is written
+            self._free_key(key, as_file=True)
+        for src, key in pairs:
+            self._copy_in(src, key)
+
+    def add_reference(self, uri: str, obj_path: str | None = None) -> None:
+        """Record ``uri`` as an object of the artifact, without fetching it."""
+        key = self._free_key(resolve_obj_path(uri, obj_path), as_file=False)
+        self.objects[key] = {"path": key, "uri": uri}
+        self._save_references()
+
+    def _free_key(self, key: str, as_file: bool) -> str:
+        current = self.objects.get(key)
+        if current is not None and ("uri" in current) == as_file:
+            kind = "a reference" if as_file else "a file"
+            raise InvalidInput(f"object path {key!r} is already {kind} of this Artifact")
+        return key
+
+    def _copy_in(self, src: Path, key: str) -> None:
+        dest = Path(self.local, key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        shutil.copystat(src, dest)
+        self.objects[key] = {
+            "path": key, "size_bytes": dest.stat().st_size, "checksum": md5_file(dest)
+        }
+
+    # -- dict form ----------------------------------------------------------------
+    def parse_from_dict(self, data: dict[str, Any]) -> None:
+        self.name = check_artifact_name(data["name"])
+        self.labels: list[str] = list(data.get("labels") or [])
+        self.description: str = data.get("description") or ""
+        self.created_timestamp: str = data["createdTimestamp"]
+        self.alternative_name: str = data["alternativeName"]
+        self.remote: list[dict[str, str]] = list(data.get("remote") or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": KIND,
+            "name": self.name,
+            "labels": list(self.labels),
+            "description": self.description,
+            "createdTimestamp": self.created_timestamp,
+            "alternativeName": self.alternative_name,
+            "remote": list(self.remote),
+        }
+
+    def save(self) -> None:
+        """Write ``metadata.yaml`` (and ``references.yaml``) into the local dir."""
+        Path(self.local).mkdir(parents=True, exist_ok=True)
+        write_yaml_atomic(Path(self.local, "metadata.yaml"), self.to_dict())
+        self._save_references()
+
+    def _save_references(self) -> None:
+        refs = {k: o["uri"] for k, o in sorted(self.objects.items()) if "uri" in o}
+        path = Path(self.local, "references.yaml")
+        if refs:
+            Path(self.local).mkdir(parents=True, exist_ok=True)
+            write_yaml_atomic(path, refs)
+        else:
+            path.unlink(missing_ok=True)
+
+    # -- remote ------------------------------------------------------------------
+    def upload(
+        self, folder: str = "default", make_folder: bool = False, conflict_strategy: str = "new"
+    ) -> None:
+        """Upload to ``folder`` (relative -> /<user>/folder), as PROTOCOL.md describes."""
+        check_strategy(conflict_strategy)
+        from .transfer import upload_artifact
+
+        upload_artifact(self, session.remote(), folder, make_folder, conflict_strategy)
+
+    def __repr__(self) -> str:
+        return f"Artifact(name={self.name!r}, alternative_name={self.alternative_name!r})"
+
+
+def _walk(root: Path) -> list[tuple[Path, str]]:
+    """Every file below ``root`` as (path, posix path relative to root), sorted."""
+    found: list[tuple[Path, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        for name in sorted(filenames):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            found.append((Path(dirpath, name), rel))
+    return found
+
+
+def create_artifact(name: str, labels: list[str] | None = None, description: str = "") -> Artifact:
+    """A new, empty Artifact with a fresh alternative name and its local directory."""
+    check_artifact_name(name)
+    created, alt = new_identity(name)
+    artifact = Artifact(
+        {"name": name, "labels": labels or [], "description": description,
+         "createdTimestamp": created, "alternativeName": alt}
+    )
+    artifact.save()
+    return artifact

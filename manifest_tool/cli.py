@@ -1,0 +1,74 @@
+"""The command line: parse, call, print, exit code.
+
+Exit codes: 0 done, 1 a known error (one line on stderr), 2 changes pending
+(``plan --detailed-exitcode``), 3 an unexpected bug (with a log file), 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from .errors import ManifestInvalid, ManifestToolError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(func: F) -> F:
+    """Turn known errors into one line and exit 1, bugs into exit 3 with a log."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ManifestInvalid as err:
+            for problem in err.problems:
+                click.echo(f"error: {problem}", err=True)
+            sys.exit(1)
+        except ManifestToolError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception:
+            log = _write_log()
+            click.echo(f"error: unexpected error, please report it (details in {log})", err=True)
+            sys.exit(3)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _write_log() -> str:
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="manifest-tool-", suffix=".log", delete=False
+    ) as fh:
+        fh.write(traceback.format_exc())
+        return fh.name
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="manifest-tool")
+def main() -> None:
+    """Publish ML artifacts declared in artifacts.yaml to an AIStore-compatible server."""
+
+
+def _register() -> None:
+    from .commands import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register()
+
+if __name__ == "__main__":
+    main()

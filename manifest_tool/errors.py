@@ -1,0 +1,64 @@
+"""The errors manifest-tool knows about.
+
+Every known error carries a message written where it is raised, on one line, that
+says what went wrong, where (file:line, artifact, URL) and what to do next. The CLI
+prints it and exits 1; anything else is a bug and exits 3.
+"""
+
+from __future__ import annotations
+
+
+class ManifestToolError(Exception):
+    """A known failure; ``str(err)`` is the one line a user sees."""
+
+
+class InvalidInput(ManifestToolError, ValueError):
+    """A name, path, strategy or value the caller gave is not acceptable."""
+
+
+class MissingSource(ManifestToolError, RuntimeError):
+    """A local file or directory that should exist does not (or is unreadable)."""
+
+
+class ManifestInvalid(ManifestToolError):
+    """The manifest failed validation; ``problems`` holds every finding."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class ChecksumMismatch(ManifestToolError):
+    """Bytes on disk or over the wire do not match their recorded MD5."""
+
+
+class RemoteError(ManifestToolError):
+    """The remote refused or failed a request."""
+
+
+class NodeNotFound(RemoteError):
+    """A node or its parent does not exist; ``missing`` names the missing path."""
+
+    def __init__(self, missing: str, message: str | None = None) -> None:
+        self.missing = missing
+        super().__init__(message or f"node not found [{missing}]")
+
+
+class NameConflict(RemoteError):
+    """A node of that name already exists in the parent."""
+
+
+class PermissionDenied(RemoteError):
+    """The user may not touch that path."""
+
+
+class AuthError(RemoteError):
+    """No API key, or one the server does not know."""
+
+
+class ConflictError(ManifestToolError):
+    """An artifact exists where we want to upload and the strategy says 'error'."""
+
+
+class StalePlan(ManifestToolError):
+    """A saved plan no longer matches the manifest, local files or remote."""

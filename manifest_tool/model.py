@@ -1,0 +1,91 @@
+"""Frozen values passed between modules: the validated manifest and expanded sources."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+ObjectKind = Literal["file", "dir", "glob", "reference"]
+ConflictStrategy = Literal["skip", "error", "new", "replace"]
+CONFLICT_STRATEGIES: tuple[str, ...] = ("skip", "error", "new", "replace")
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One entry of an artifact's ``objects`` list, rendered and validated."""
+
+    kind: ObjectKind
+    source: str  # a path relative to the manifest's directory, a glob pattern, or a URI
+    obj_path: str | None = None
+    exclude: tuple[str, ...] = ()
+    base: str | None = None  # globs: object paths are relative to this directory
+    if_no_files_found: Literal["error", "warn", "ignore"] = "error"
+    symlinks: Literal["follow", "follow-external", "skip", "error"] = "follow"
+    hidden: Literal["include", "exclude"] = "include"
+    line: int = 0  # 1-based line of the entry in the manifest, 0 when unknown
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """One declared artifact."""
+
+    name: str
+    folder: str = "default"
+    make_folder: bool = False
+    conflict_strategy: ConflictStrategy = "new"
+    description: str = ""
+    labels: tuple[str, ...] = ()
+    alternative_name: str | None = None
+    objects: tuple[ObjectSpec, ...] = ()
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A loaded manifest: every string rendered, every value checked."""
+
+    path: Path  # absolute path of the manifest file
+    artifacts: tuple[ArtifactSpec, ...]
+    remote_url: str | None = None
+    vars: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def select(self, targets: tuple[str, ...]) -> tuple[ArtifactSpec, ...]:
+        """The artifacts named by ``targets`` (all when empty), in manifest order."""
+        if not targets:
+            return self.artifacts
+        return tuple(a for a in self.artifacts if a.name in targets)
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A file the manifest declares, with the stat that identifies its content."""
+
+    key: str  # object path inside the artifact
+    source: Path  # absolute path of the file to read
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A URI reference declared as an object."""
+
+    key: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """An artifact's declared objects, expanded from its ObjectSpecs."""
+
+    files: tuple[LocalFile, ...]
+    references: tuple[Reference, ...]
+    warnings: tuple[str, ...] = ()
+    sources: tuple[Path, ...] = ()  # files and directories watched for changes

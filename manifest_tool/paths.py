@@ -1,0 +1,62 @@
+"""Object paths: the T9k obj_path rules, plus the checks T9k lacks.
+
+An object path (a "key") is a relative POSIX path inside an artifact. The rules of
+``t9k.em.Artifact.add_file``/``add_dir``: None or '' means the source's basename;
+one leading '/' is dropped; a trailing '/' puts the source inside that folder.
+Stricter than T9k, a key may not climb out (``..``), have empty or ``.`` segments,
+or take the names the artifact itself uses at its root.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+from .errors import InvalidInput
+
+RESERVED_ROOT_NAMES = frozenset({"metadata.yaml", "references.yaml"})
+
+
+def resolve_obj_path(source: str, obj_path: str | None) -> str:
+    """The key a file, directory or reference ``source`` lands at."""
+    base = _basename(source)
+    if not obj_path:
+        key = base
+    else:
+        key = obj_path[1:] if obj_path.startswith("/") else obj_path
+        if key.endswith("/"):
+            key = key + base
+    return check_key(key, what=f"object path for {source!r}")
+
+
+def check_key(key: str, what: str = "object path", allow_reserved: bool = False) -> str:
+    """Return ``key`` if it is a safe relative object path, else raise InvalidInput."""
+    if not key:
+        raise InvalidInput(f"{what} is empty: give a file name or a folder ending in '/'")
+    if "\\" in key or "\x00" in key:
+        raise InvalidInput(f"{what} {key!r} contains a backslash or NUL: use '/' separators")
+    if key.startswith("/"):
+        raise InvalidInput(f"{what} {key!r} is absolute: drop the leading '/'")
+    parts = key.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise InvalidInput(
+                f"{what} {key!r} has an empty, '.' or '..' segment: "
+                "object paths must stay inside the artifact"
+            )
+    if not allow_reserved and len(parts) == 1 and key in RESERVED_ROOT_NAMES:
+        raise InvalidInput(f"{what} {key!r} is reserved for the artifact's own metadata")
+    return key
+
+
+def join_key(prefix: str, rel: str) -> str:
+    """``prefix`` (a folder key, possibly '') joined with a relative POSIX path."""
+    return f"{prefix}/{rel}" if prefix else rel
+
+
+def _basename(source: str) -> str:
+    """The last path segment of a local path or URI, ignoring trailing slashes."""
+    stripped = source.rstrip("/").rstrip(os.sep) or source
+    if "://" in stripped:
+        stripped = stripped.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
+    return posixpath.basename(stripped.replace(os.sep, "/"))

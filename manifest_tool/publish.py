@@ -1,0 +1,169 @@
+"""Putting an artifact on a remote: the protocol's node steps and object sync.
+
+Shared by ``Artifact.upload`` and ``apply``. The order is what keeps a remote node
+honest: its ``contentDigest`` is cleared before any object changes and set only
+after every object, ``metadata.yaml`` included, is in place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .errors import ConflictError, InvalidInput, NameConflict, NodeNotFound
+from .model import CONFLICT_STRATEGIES
+from .remotes.base import ARTIFACT, FOLDER, Node, ObjectInfo, Remote, Upload
+
+RESERVED = ("metadata.yaml", "references.yaml")
+Progress = Callable[[Upload], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how an artifact is to be uploaded."""
+
+    folder: str  # absolute: /<user>/...
+    name: str
+    alternative_name: str
+    conflict_strategy: str = "new"
+    make_folder: bool = False
+
+
+def check_strategy(strategy: str) -> None:
+    if strategy not in CONFLICT_STRATEGIES:
+        raise InvalidInput(
+            f"unknown conflict strategy {strategy!r}: use one of {', '.join(CONFLICT_STRATEGIES)}"
+        )
+
+
+def make_folders(remote: Remote, folder: str) -> None:
+    """Create the missing folders of ``folder`` top-down, below /<user>/."""
+    parts = folder.strip("/").split("/")
+    for depth in range(2, len(parts) + 1):
+        parent = "/" + "/".join(parts[: depth - 1])
+        if remote.node_info(f"{parent}/{parts[depth - 1]}") is None:
+            try:
+                remote.create_node(parent, parts[depth - 1], FOLDER)
+            except NameConflict:
+                pass  # made by someone else meanwhile: fine
+
+
+def claim_node(remote: Remote, target: Target, user: str) -> Node | None:
+    """PROTOCOL's upload steps 1-3: the node to upload into, or None to skip."""
+    extra = json.dumps({"alternativeName": target.alternative_name})
+    path = f"{target.folder}/{target.name}"
+    try:
+        _create(remote, target, user, target.name, extra)
+    except NameConflict:
+        existing = remote.node_info(path)
+        if existing is None:  # deleted in between: try once more
+            _create(remote, target, user, target.name, extra)
+        elif existing.extra_dict.get("alternativeName") != target.alternative_name:
+            return _resolve_conflict(remote, target, user, existing, extra)
+    return _info(remote, path)
+
+
+def _create(remote: Remote, target: Target, user: str, name: str, extra: str) -> None:
+    try:
+        remote.create_node(target.folder, name, ARTIFACT, extra=extra)
+    except NodeNotFound:
+        if not (target.make_folder or target.folder == f"/{user}/default"):
+            raise InvalidInput(f"Folder does not exist: '{target.folder}'") from None
+        make_folders(remote, target.folder)
+        remote.create_node(target.folder, name, ARTIFACT, extra=extra)
+
+
+def _resolve_conflict(
+    remote: Remote, target: Target, user: str, existing: Node, extra: str
+) -> Node | None:
+    strategy = target.conflict_strategy
+    if strategy == "skip":
+        return None
+    if strategy == "error":
+        raise ConflictError(f"Artifact already exists in Folder {target.folder}: '{target.name}'")
+    if strategy == "replace":
+        remote.delete_node(existing.path)
+        _create(remote, target, user, target.name, extra)
+        return _info(remote, existing.path)
+    alt_path = f"{target.folder}/{target.alternative_name}"
+    try:
+        _create(remote, target, user, target.alternative_name, extra)
+    except NameConflict:
+        pass  # F/<alt> is this artifact's own earlier upload: update it
+    return _info(remote, alt_path)
+
+
+def _info(remote: Remote, path: str) -> Node:
+    node = remote.node_info(path)
+    if node is None:
+        raise NodeNotFound(path)
+    return node
+
+
+def open_node(remote: Remote, node: Node, alternative_name: str) -> None:
+    """Mark ``node`` as being changed: from here until ``seal``, it claims no digest."""
+    extra = node.extra_dict
+    if "contentDigest" in extra or extra.get("alternativeName") != alternative_name:
+        extra.pop("contentDigest", None)
+        extra["alternativeName"] = alternative_name
+        remote.update_node(node.path, extra=json.dumps(extra))
+
+
+def seal(
+    remote: Remote, node: Node, alternative_name: str, digest: str,
+    labels: Sequence[str], description: str,
+) -> Node:
+    extra = {"alternativeName": alternative_name, "contentDigest": digest}
+    return remote.update_node(
+        node.path, extra=json.dumps(extra), labels=list(labels), description=description
+    )
+
+
+def object_changes(
+    wanted: dict[str, tuple[int, str]], present: Iterable[ObjectInfo]
+) -> tuple[list[str], list[str]]:
+    """Keys to upload (missing or different) and to delete (no longer declared)."""
+    have = {o.path: (o.size_bytes, o.checksum) for o in present}
+    upload = sorted(k for k, v in wanted.items() if have.get(k) != v)
+    delete = sorted(k for k in have if k not in wanted and k not in RESERVED)
+    return upload, delete
+
+
+def upload_all(
+    remote: Remote, node_path: str, uploads: Sequence[Upload], workers: int = 4,
+    progress: Progress | None = None,
+) -> None:
+    """Send ``uploads`` with a bounded pool; the first failure stops the rest."""
+    if not uploads:
+        return
+    if workers <= 1 or len(uploads) == 1:
+        for up in uploads:
+            remote.put_object(node_path, up)
+            if progress:
+                progress(up)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(remote.put_object, node_path, up): up for up in uploads}
+        try:
+            for fut in as_completed(futures):
+                fut.result()
+                if progress:
+                    progress(futures[fut])
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def history_entry(action: str, remote: Remote, node: Node) -> dict[str, Any]:
+    return {
+        "action": action,
+        "timestamp": datetime.now().astimezone().isoformat(timespec="microseconds"),
+        "host": remote.url,
+        "id": node.id,
+        "path": node.path,
+    }

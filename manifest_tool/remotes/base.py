@@ -1,0 +1,149 @@
+"""The Remote interface: the AIStore node/object API as Python calls.
+
+Two implementations: the embedded store (``file:`` URLs) and the HTTP client
+(``http:``/``https:``). Both raise the typed errors of ``errors.py`` so callers never
+see a transport detail: NodeNotFound (with the missing path), NameConflict,
+PermissionDenied, AuthError, ChecksumMismatch, RemoteError.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+FOLDER = "Folder"
+ARTIFACT = "Artifact"
+STORAGE_TYPES = {FOLDER: 0, ARTIFACT: 2}
+
+
+@dataclass(frozen=True)
+class Node:
+    """A node as the API returns it."""
+
+    id: str
+    name: str
+    parent: str
+    path: str
+    type: str
+    labels: tuple[str, ...] = ()
+    description: str = ""
+    extra: str = "{}"
+    created_at: str = ""
+    updated_at: str = ""
+
+    @property
+    def extra_dict(self) -> dict[str, Any]:
+        """``extra`` parsed; a malformed value (another client's) reads as empty."""
+        try:
+            value = json.loads(self.extra or "{}")
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "parent": self.parent,
+            "path": self.path,
+            "type": self.type,
+            "storageType": STORAGE_TYPES.get(self.type, 0),
+            "labels": list(self.labels),
+            "description": self.description,
+            "extra": self.extra,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+        }
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Node:
+        return cls(
+            id=str(data.get("id", "")),
+            name=str(data.get("name", "")),
+            parent=str(data.get("parent", "")),
+            path=str(data.get("path", "")),
+            type=str(data.get("type", "")),
+            labels=tuple(data.get("labels") or ()),
+            description=str(data.get("description") or ""),
+            extra=data.get("extra") or "{}",
+            created_at=str(data.get("createdAt", "")),
+            updated_at=str(data.get("updatedAt", "")),
+        )
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object of an Artifact node."""
+
+    path: str
+    size_bytes: int
+    checksum: str  # MD5 hex of the whole object
+    mtime: str = ""
+    content_type: str = "application/octet-stream"
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "size_bytes": self.size_bytes,
+            "checksum": self.checksum,
+            "mtime": self.mtime,
+            "content_type": self.content_type,
+            "path_type": "object",
+        }
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> ObjectInfo:
+        return cls(
+            path=str(data["path"]),
+            size_bytes=int(data.get("size_bytes", 0)),
+            checksum=str(data.get("checksum", "")),
+            mtime=str(data.get("mtime", "")),
+            content_type=str(data.get("content_type", "application/octet-stream")),
+        )
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One object to send: bytes from ``source`` (a file) or ``data``."""
+
+    key: str
+    md5: str
+    size: int
+    source: Path | None = None
+    data: bytes | None = field(default=None, repr=False)
+
+
+class Remote(Protocol):
+    """What plan, apply, pull and the Artifact API need from a server."""
+
+    url: str
+
+    def whoami(self) -> str: ...
+    def node_info(self, path: str) -> Node | None: ...
+    def list_nodes(self, parent: str) -> list[Node]: ...
+    def create_node(
+        self,
+        parent: str,
+        name: str,
+        type: str,
+        labels: Sequence[str] = (),
+        description: str = "",
+        extra: str = "{}",
+    ) -> str: ...
+    def update_node(self, path: str, **fields: Any) -> Node: ...
+    def delete_node(self, path: str) -> None: ...
+    def list_objects(self, node_path: str) -> list[ObjectInfo]: ...
+    def put_object(self, node_path: str, upload: Upload) -> ObjectInfo: ...
+    def get_object(self, node_path: str, key: str, dest: Path) -> None: ...
+    def delete_objects(self, node_path: str, keys: Iterable[str]) -> None: ...
+    def close(self) -> None: ...
+
+
+def absolute_folder(folder: str, user: str) -> str:
+    """PROTOCOL: a folder not starting with '/' is below /<user>/; no trailing '/'."""
+    path = folder if folder.startswith("/") else f"/{user}/{folder}"
+    path = path.rstrip("/")
+    return path or "/"

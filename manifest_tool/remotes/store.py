@@ -1,0 +1,316 @@
+"""The embedded store: per-user trees of nodes, objects kept as blobs.
+
+This is the server's logic: the ``file:`` remote calls it in-process and
+``manifest-tool serve`` exposes it over HTTP. Every call names the acting user, who
+may touch only paths below ``/<user>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import sqlite3
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidInput, NameConflict, NodeNotFound, PermissionDenied
+from ..paths import check_key
+from .base import ARTIFACT, FOLDER, Node, ObjectInfo
+from .blobs import BlobInfo, BlobStore, BlobWriter
+from .db import Database
+
+NODE_TYPES = (FOLDER, ARTIFACT)
+UPDATABLE = ("name", "labels", "description", "extra")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def norm_path(path: str) -> str:
+    """A node path made canonical, or InvalidInput for anything that could escape."""
+    if not path.startswith("/"):
+        raise InvalidInput(f"node path {path!r} must start with '/'")
+    parts = path.strip("/").split("/")
+    for part in parts:
+        check_name(part)
+    return "/" + "/".join(parts)
+
+
+def check_name(name: str) -> str:
+    if name in ("", ".", "..") or "/" in name or len(name) > 255:
+        raise InvalidInput(f"invalid node name {name!r}")
+    if any(ord(c) < 32 for c in name) or "\\" in name:
+        raise InvalidInput(f"invalid node name {name!r}")
+    return name
+
+
+def split(path: str) -> tuple[str, str]:
+    parent, _, name = path.rpartition("/")
+    return parent or "/", name
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.root / "store.sqlite")
+        self.blobs = BlobStore(self.root / "blobs")
+        (self.root / "uploads").mkdir(exist_ok=True)
+
+    # -- access -----------------------------------------------------------------
+    def _own(self, user: str, path: str) -> str:
+        """Canonical path, if ``user`` may touch it (their root and below)."""
+        path = norm_path(path)
+        if path.split("/")[1] != user:
+            raise PermissionDenied("permission denied")
+        return path
+
+    def _ensure_root(self, conn: sqlite3.Connection, user: str) -> None:
+        check_name(user)
+        stamp = now()
+        conn.execute(
+            "INSERT OR IGNORE INTO nodes (id, path, parent, name, owner, type, created_at,"
+            " updated_at) VALUES (?, ?, '/', ?, ?, ?, ?, ?)",
+            (str(uuid.uuid4()), f"/{user}", user, user, FOLDER, stamp, stamp),
+        )
+
+    def _row(self, conn: sqlite3.Connection, path: str) -> sqlite3.Row:
+        row = conn.execute("SELECT * FROM nodes WHERE path = ?", (path,)).fetchone()
+        if row is None:
+            raise NodeNotFound(path)
+        return row  # type: ignore[no-any-return]
+
+    # -- nodes ------------------------------------------------------------------
+    def node_info(self, user: str, path_or_id: str) -> Node:
+        conn = self.db.conn()
+        if not path_or_id.startswith("/"):
+            row = conn.execute("SELECT * FROM nodes WHERE id = ?", (path_or_id,)).fetchone()
+            if row is None or row["owner"] != user:
+                raise NodeNotFound(path_or_id)
+            return _node(row)
+        path = self._own(user, path_or_id)
+        if path == f"/{user}":
+            with self.db.write() as wconn:
+                self._ensure_root(wconn, user)
+        return _node(self._row(conn, path))
+
+    def list_nodes(
+        self, user: str, parent: str, type: str | None = None, page: int = 1, size: int = 1000
+    ) -> tuple[list[Node], int]:
+        parent = self._own(user, parent)
+        conn = self.db.conn()
+        if parent != f"/{user}":
+            self._row(conn, parent)
+        where, args = "parent = ?", [parent]
+        if type:
+            where, args = where + " AND type = ?", [*args, type]
+        total = conn.execute(f"SELECT COUNT(*) FROM nodes WHERE {where}", args).fetchone()[0]
+        rows = conn.execute(
+            f"SELECT * FROM nodes WHERE {where} ORDER BY name LIMIT ? OFFSET ?",
+            [*args, size, (max(page, 1) - 1) * size],
+        ).fetchall()
+        return [_node(r) for r in rows], int(total)
+
+    def create_node(
+        self,
+        user: str,
+        parent: str,
+        name: str,
+        type: str = FOLDER,
+        labels: Sequence[str] = (),
+        description: str = "",
+        extra: str = "{}",
+    ) -> str:
+        parent = self._own(user, parent)
+        path = norm_path(f"{parent}/{check_name(name)}")
+        if type not in NODE_TYPES:
+            raise InvalidInput(f"unsupported node type {type!r} (use Folder or Artifact)")
+        node_id, stamp = str(uuid.uuid4()), now()
+        with self.db.write() as conn:
+            self._ensure_root(conn, user)
+            if self._row(conn, parent)["type"] != FOLDER:
+                raise InvalidInput(f"parent {parent} is not a Folder")
+            try:
+                conn.execute(
+                    "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (node_id, path, parent, name, user, type, json.dumps(list(labels)),
+                     description, extra, stamp, stamp),
+                )
+            except sqlite3.IntegrityError:
+                raise NameConflict(f"Invalid conflicting node Name [{path}]") from None
+        return node_id
+
+    def update_node(self, user: str, path: str, fields: Mapping[str, Any]) -> Node:
+        path = self._own(user, path)
+        unknown = set(fields) - set(UPDATABLE)
+        if unknown:
+            raise InvalidInput(f"cannot update {sorted(unknown)} (updatable: {UPDATABLE})")
+        with self.db.write() as conn:
+            self._row(conn, path)
+            if "name" in fields and fields["name"] != split(path)[1]:
+                path = self._rename(conn, path, check_name(str(fields["name"])))
+            sets = {k: v for k, v in fields.items() if k != "name"}
+            if "labels" in sets:
+                sets["labels"] = json.dumps(list(sets["labels"]))
+            sets["updated_at"] = now()
+            assigns = ", ".join(f"{k} = ?" for k in sets)
+            conn.execute(f"UPDATE nodes SET {assigns} WHERE path = ?", [*sets.values(), path])
+            return _node(self._row(conn, path))
+
+    def _rename(self, conn: sqlite3.Connection, path: str, name: str) -> str:
+        parent, _ = split(path)
+        new = f"{parent.rstrip('/')}/{name}"
+        if conn.execute("SELECT 1 FROM nodes WHERE path = ?", (new,)).fetchone():
+            raise NameConflict(f"Invalid conflicting node Name [{new}]")
+        n = len(path)
+        conn.execute(
+            "UPDATE nodes SET path = ? || substr(path, ?), parent = CASE WHEN path = ? THEN"
+            " parent ELSE ? || substr(parent, ?) END, name = CASE WHEN path = ? THEN ? ELSE"
+            " name END WHERE path = ? OR substr(path, 1, ?) = ?",
+            (new, n + 1, path, new, n + 1, path, name, path, n + 1, path + "/"),
+        )
+        return new
+
+    def delete_node(self, user: str, path: str) -> None:
+        path = self._own(user, path)
+        if path == f"/{user}":
+            raise PermissionDenied("permission denied")
+        with self.db.write() as conn:
+            self._row(conn, path)
+            sub = "path = ? OR substr(path, 1, ?) = ?"
+            args = (path, len(path) + 1, path + "/")
+            ids = [r[0] for r in conn.execute(f"SELECT id FROM nodes WHERE {sub}", args)]
+            blobs = self._drop_objects(conn, ids)
+            conn.execute(f"DELETE FROM nodes WHERE {sub}", args)
+        self._collect(blobs)
+
+    # -- objects ----------------------------------------------------------------
+    def _artifact(self, conn: sqlite3.Connection, user: str, node_path: str) -> str:
+        row = self._row(conn, self._own(user, node_path))
+        if row["type"] != ARTIFACT:
+            raise InvalidInput(f"node {row['path']} is a {row['type']}, not an Artifact")
+        return str(row["id"])
+
+    def list_objects(
+        self, user: str, node_path: str, page: int = 1, size: int = 1000
+    ) -> tuple[list[ObjectInfo], int]:
+        conn = self.db.conn()
+        node_id = self._artifact(conn, user, node_path)
+        total = conn.execute("SELECT COUNT(*) FROM objects WHERE node_id = ?", (node_id,))
+        rows = conn.execute(
+            "SELECT * FROM objects WHERE node_id = ? ORDER BY key LIMIT ? OFFSET ?",
+            (node_id, size, (max(page, 1) - 1) * size),
+        ).fetchall()
+        return [_object(r) for r in rows], int(total.fetchone()[0])
+
+    def object_blob(self, user: str, node_path: str, key: str) -> tuple[ObjectInfo, Path]:
+        conn = self.db.conn()
+        node_id = self._artifact(conn, user, node_path)
+        row = conn.execute(
+            "SELECT * FROM objects WHERE node_id = ? AND key = ?", (node_id, key)
+        ).fetchone()
+        if row is None:
+            raise NodeNotFound(f"{node_path}/{key}", f"object not found [{node_path}/{key}]")
+        return _object(row), self.blobs.path(row["blob"])
+
+    def writer(self, max_size: int | None = None) -> BlobWriter:
+        return self.blobs.writer(max_size)
+
+    def put_object(
+        self, user: str, node_path: str, key: str, chunks: Iterable[bytes],
+        expected_md5: str | None = None, max_size: int | None = None,
+    ) -> ObjectInfo:
+        """Store an object from a stream of bytes (verified when an MD5 is given)."""
+        self._check_target(user, node_path, key)
+        writer = self.blobs.writer(max_size)
+        try:
+            writer.write_all(chunks)
+        except BaseException:
+            writer.discard()
+            raise
+        return self.commit_object(user, node_path, key, writer, writer.finish(expected_md5))
+
+    def _check_target(self, user: str, node_path: str, key: str) -> None:
+        check_key(key, what="object key", allow_reserved=True)
+        self._artifact(self.db.conn(), user, node_path)
+
+    def commit_object(
+        self, user: str, node_path: str, key: str, writer: BlobWriter, info: BlobInfo
+    ) -> ObjectInfo:
+        """Publish a finished blob as ``key``: visible only from the commit on."""
+        stamp, old = now(), None
+        with self.db.write() as conn:
+            try:
+                node_id = self._artifact(conn, user, node_path)
+            except BaseException:
+                writer.discard()
+                raise
+            self.blobs.commit(writer, info)
+            row = conn.execute(
+                "SELECT blob FROM objects WHERE node_id = ? AND key = ?", (node_id, key)
+            ).fetchone()
+            old = row["blob"] if row and row["blob"] != info.blob else None
+            conn.execute(
+                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (node_id, key, info.blob, info.size, info.md5, stamp, _content_type(key)),
+            )
+        self._collect([old] if old else [])
+        return ObjectInfo(key, info.size, info.md5, stamp, _content_type(key))
+
+    def delete_objects(self, user: str, node_path: str, keys: Iterable[str]) -> None:
+        with self.db.write() as conn:
+            node_id = self._artifact(conn, user, node_path)
+            blobs = []
+            for key in keys:
+                row = conn.execute(
+                    "DELETE FROM objects WHERE node_id = ? AND key = ? RETURNING blob",
+                    (node_id, key),
+                ).fetchone()
+                if row:
+                    blobs.append(row[0])
+        self._collect(blobs)
+
+    def _drop_objects(self, conn: sqlite3.Connection, node_ids: list[str]) -> list[str]:
+        blobs: list[str] = []
+        for node_id in node_ids:
+            rows = conn.execute("DELETE FROM objects WHERE node_id = ? RETURNING blob", (node_id,))
+            blobs.extend(r[0] for r in rows)
+        return blobs
+
+    def _collect(self, blobs: Iterable[str]) -> None:
+        """Remove blobs no object refers to any more.
+
+        Checked again under the write lock: a concurrent put of the same content
+        renames its blob and inserts its row inside one locked transaction.
+        """
+        candidates = set(blobs)
+        if not candidates:
+            return
+        with self.db.write() as conn:
+            for blob in candidates:
+                if not conn.execute("SELECT 1 FROM objects WHERE blob = ?", (blob,)).fetchone():
+                    self.blobs.remove(blob)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _node(row: sqlite3.Row) -> Node:
+    return Node(
+        id=row["id"], name=row["name"], parent=row["parent"], path=row["path"],
+        type=row["type"], labels=tuple(json.loads(row["labels"])),
+        description=row["description"], extra=row["extra"],
+        created_at=row["created_at"], updated_at=row["updated_at"],
+    )
+
+
+def _object(row: sqlite3.Row) -> ObjectInfo:
+    return ObjectInfo(row["key"], row["size"], row["md5"], row["mtime"], row["content_type"])
+
+
+def _content_type(key: str) -> str:
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"

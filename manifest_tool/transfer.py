@@ -1,0 +1,145 @@
+"""Uploading an Artifact to a remote and loading one back, checksums verified."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from .errors import ChecksumMismatch, InvalidInput, RemoteError
+from .hashing import content_digest, md5_bytes, md5_file
+from .localdir import dump_yaml
+from .publish import (
+    RESERVED, Target, claim_node, history_entry, object_changes, open_node, seal, upload_all,
+)
+from .remotes.base import ARTIFACT, Node, ObjectInfo, Remote, Upload, absolute_folder
+
+if TYPE_CHECKING:
+    from .artifact import Artifact
+
+WORKERS = 4
+
+
+def upload_artifact(
+    art: Artifact, remote: Remote, folder: str, make_folder: bool, strategy: str
+) -> Node | None:
+    """Upload ``art``; returns the node written, or None when 'skip' left it alone."""
+    user = remote.whoami()
+    target = Target(
+        absolute_folder(folder, user), art.name, art.alternative_name, strategy, make_folder
+    )
+    node = claim_node(remote, target, user)
+    if node is None:
+        return None
+    open_node(remote, node, art.alternative_name)
+    files = {k: o for k, o in art.objects.items() if "uri" not in o}
+    wanted = {k: (int(o["size_bytes"]), str(o["checksum"])) for k, o in files.items()}
+    present = remote.list_objects(node.path)
+    upload, delete = object_changes(wanted, present)
+    uploads = [
+        Upload(k, wanted[k][1], wanted[k][0], source=Path(art.local, k)) for k in upload
+    ]
+    upload_all(remote, node.path, uploads, WORKERS)
+    art.remote.append(history_entry("upload", remote, node))
+    art.save()
+    put_metadata(remote, node.path, art.to_dict(), _references(art.objects), present)
+    if delete:
+        remote.delete_objects(node.path, delete)
+    digest = content_digest(art.objects.values())
+    return seal(remote, node, art.alternative_name, digest, art.labels, art.description)
+
+
+def put_metadata(
+    remote: Remote, node_path: str, metadata: dict[str, Any], references: dict[str, str],
+    present: list[ObjectInfo],
+) -> None:
+    """Write ``metadata.yaml`` and ``references.yaml`` (or drop a stale one)."""
+    for key, value in (("metadata.yaml", metadata), ("references.yaml", references)):
+        if key == "references.yaml" and not value:
+            if any(o.path == key for o in present):
+                remote.delete_objects(node_path, [key])
+            continue
+        data = dump_yaml(value)
+        remote.put_object(node_path, Upload(key, md5_bytes(data), len(data), data=data))
+
+
+def _references(objects: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {k: str(o["uri"]) for k, o in sorted(objects.items()) if "uri" in o}
+
+
+def node_for(remote: Remote, path: str) -> Node:
+    """The Artifact node at ``path`` (relative -> below /<user>/), or a clear error."""
+    full = absolute_folder(path, remote.whoami())
+    node = remote.node_info(full)
+    if node is None:
+        raise RemoteError(f"no artifact at {full} on {remote.url} (list them with 'manifest-tool ls')")
+    if node.type != ARTIFACT:
+        raise InvalidInput(f"{full} is a {node.type}, not an Artifact")
+    return node
+
+
+def download_artifact(remote: Remote, path: str, parent: Path) -> Artifact:
+    """Fetch an Artifact into ``parent/<alternativeName>``, verifying every object."""
+    from .artifact import Artifact
+
+    node = node_for(remote, path)
+    present = {o.path: o for o in remote.list_objects(node.path)}
+    metadata = _read_yaml_object(remote, node, present, "metadata.yaml") or _metadata_of(node)
+    refs = _read_yaml_object(remote, node, present, "references.yaml") or {}
+    art = Artifact(metadata)
+    art.local = str((parent / art.alternative_name).absolute())
+    files = [o for k, o in sorted(present.items()) if k not in RESERVED]
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(lambda o: fetch_verified(remote, node.path, o, Path(art.local)), files))
+    art.objects = {o.path: {"path": o.path, "size_bytes": o.size_bytes, "checksum": o.checksum}
+                   for o in files}
+    art.objects.update({k: {"path": k, "uri": str(u)} for k, u in refs.items()})
+    art.remote.append(history_entry("download", remote, node))
+    art.save()
+    return art
+
+
+def fetch_verified(remote: Remote, node_path: str, obj: ObjectInfo, dest_dir: Path) -> None:
+    """Download one object next to its destination, check it, then move it in place."""
+    dest = dest_dir / obj.path
+    if dest.is_file() and dest.stat().st_size == obj.size_bytes and md5_file(dest) == obj.checksum:
+        return
+    part = dest.with_name(f".{dest.name}.part")
+    remote.get_object(node_path, obj.path, part)
+    got = md5_file(part)
+    if got != obj.checksum or part.stat().st_size != obj.size_bytes:
+        part.unlink(missing_ok=True)
+        raise ChecksumMismatch(
+            f"object {obj.path!r} of {node_path} is corrupt: md5 {got}, expected "
+            f"{obj.checksum} (nothing was written; ask the server's admin to check its storage)"
+        )
+    os.replace(part, dest)
+
+
+def _read_yaml_object(
+    remote: Remote, node: Node, present: dict[str, ObjectInfo], key: str
+) -> Any:
+    if key not in present:
+        return None
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"), f"mt-{os.getpid()}-{node.id}-{key}")
+    try:
+        remote.get_object(node.path, key, tmp)
+        if md5_file(tmp) != present[key].checksum:
+            raise ChecksumMismatch(f"{key} of {node.path} is corrupt (md5 mismatch)")
+        return yaml.safe_load(tmp.read_text(encoding="utf-8"))
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _metadata_of(node: Node) -> dict[str, Any]:
+    """Metadata for a node some other client made without ``metadata.yaml``."""
+    return {
+        "name": node.name,
+        "labels": list(node.labels),
+        "description": node.description,
+        "createdTimestamp": node.created_at,
+        "alternativeName": node.extra_dict.get("alternativeName") or node.name,
+    }
