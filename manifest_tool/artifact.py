@@ -8,7 +8,7 @@ import re
 import shutil
 import string
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import session
@@ -18,8 +18,11 @@ from .localdir import write_yaml_atomic
 from .paths import join_key, resolve_obj_path
 from .publish import check_strategy
 
-NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,38}[A-Za-z0-9])?$")
+NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,38}[A-Za-z0-9])?")
 KIND = "Artifact"
+# Not the module-level ``random``: ML code seeds it, and equal seeds must not give
+# two artifacts made in the same second one alternative name.
+_SUFFIX_RNG = random.SystemRandom()
 
 
 def parent_dir() -> Path:
@@ -27,7 +30,7 @@ def parent_dir() -> Path:
 
 
 def check_artifact_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidInput(
             f"invalid Artifact name {name!r}: 1 to 40 of A-Z a-z 0-9 _ -, "
             "starting and ending with a letter or digit"
@@ -35,10 +38,17 @@ def check_artifact_name(name: str) -> str:
     return name
 
 
+def check_alternative_name(alt: str) -> str:
+    """An alternative name names the local directory: it must be one safe segment."""
+    if not isinstance(alt, str) or alt in ("", ".", "..") or any(c in alt for c in "/\\\0"):
+        raise InvalidInput(f"invalid alternativeName {alt!r}: it must be a plain directory name")
+    return alt
+
+
 def new_identity(name: str) -> tuple[str, str]:
     """(createdTimestamp, alternativeName) for an artifact made now."""
     stamp = datetime.now().astimezone()
-    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=6))
+    suffix = "".join(_SUFFIX_RNG.choices(string.ascii_lowercase + string.digits, k=6))
     alt = f"{name}_{stamp:%y%m%d}_{stamp:%H%M%S}_{suffix}"
     return stamp.isoformat(timespec="microseconds"), alt
 
@@ -83,7 +93,20 @@ class Artifact:
         if current is not None and ("uri" in current) == as_file:
             kind = "a reference" if as_file else "a file"
             raise InvalidInput(f"object path {key!r} is already {kind} of this Artifact")
+        if as_file:
+            self._check_no_clash(key)
         return key
+
+    def _check_no_clash(self, key: str) -> None:
+        """A file cannot sit where the local dir has a folder, nor below a file."""
+        if Path(self.local, key).is_dir():
+            raise InvalidInput(f"object path {key!r} is already a folder of this Artifact")
+        for parent in list(PurePosixPath(key).parents)[:-1]:
+            if Path(self.local, parent).is_file():
+                raise InvalidInput(
+                    f"object path {key!r} would be below {str(parent)!r}, "
+                    "already a file of this Artifact"
+                )
 
     def _copy_in(self, src: Path, key: str) -> None:
         dest = Path(self.local, key)
@@ -91,7 +114,9 @@ class Artifact:
         shutil.copyfile(src, dest)
         shutil.copystat(src, dest)
         self.objects[key] = {
-            "path": key, "size_bytes": dest.stat().st_size, "checksum": md5_file(dest)
+            "path": key,
+            "size_bytes": dest.stat().st_size,
+            "checksum": md5_file(dest),
         }
 
     # -- dict form ----------------------------------------------------------------
@@ -100,7 +125,7 @@ class Artifact:
         self.labels: list[str] = list(data.get("labels") or [])
         self.description: str = data.get("description") or ""
         self.created_timestamp: str = data["createdTimestamp"]
-        self.alternative_name: str = data["alternativeName"]
+        self.alternative_name: str = check_alternative_name(data["alternativeName"])
         self.remote: list[dict[str, str]] = list(data.get("remote") or [])
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,8 +185,13 @@ def create_artifact(name: str, labels: list[str] | None = None, description: str
     check_artifact_name(name)
     created, alt = new_identity(name)
     artifact = Artifact(
-        {"name": name, "labels": labels or [], "description": description,
-         "createdTimestamp": created, "alternativeName": alt}
+        {
+            "name": name,
+            "labels": labels or [],
+            "description": description,
+            "createdTimestamp": created,
+            "alternativeName": alt,
+        }
     )
     artifact.save()
     return artifact

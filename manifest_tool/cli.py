@@ -11,6 +11,7 @@ import tempfile
 import traceback
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -56,9 +57,19 @@ def _write_log() -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-f",
+    "--file",
+    "manifest",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The manifest (default: ./artifacts.yaml).",
+)
 @click.version_option(package_name="manifest-tool")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context, manifest: Path | None) -> None:
     """Publish ML artifacts declared in artifacts.yaml to an AIStore-compatible server."""
+    ctx.obj = {"manifest": manifest}
 
 
 def _register() -> None:

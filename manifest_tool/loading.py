@@ -25,14 +25,22 @@ def load_local(path: Path) -> Artifact:
         rel_dir = os.path.relpath(dirpath, path).replace(os.sep, "/")
         for name in sorted(filenames):
             key = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if key in RESERVED or name.endswith(".part"):
+            if key in RESERVED or _is_partial_download(name):
                 continue
             full = os.path.join(dirpath, name)
             art.objects[key] = {
-                "path": key, "size_bytes": os.path.getsize(full), "checksum": md5_file(full, buf)
+                "path": key,
+                "size_bytes": os.path.getsize(full),
+                "checksum": md5_file(full, buf),
             }
     refs = path / "references.yaml"
     if refs.is_file():
         for key, uri in (read_yaml(refs) or {}).items():
             art.objects[str(key)] = {"path": str(key), "uri": str(uri)}
     return art
+
+
+def _is_partial_download(name: str) -> bool:
+    """``.<name>.part``: a download ``fetch_verified`` has not finished (a user's
+    ``weights.part`` is an object like any other)."""
+    return name.startswith(".") and name.endswith(".part")

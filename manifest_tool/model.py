@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 ObjectKind = Literal["file", "dir", "glob", "reference"]
 ConflictStrategy = Literal["skip", "error", "new", "replace"]
@@ -62,12 +62,15 @@ class Manifest:
         return tuple(a for a in self.artifacts if a.name in targets)
 
 
-@dataclass(frozen=True)
-class LocalFile:
-    """A file the manifest declares, with the stat that identifies its content."""
+class LocalFile(NamedTuple):
+    """A file the manifest declares, with the stat that identifies its content.
+
+    A tuple, not a dataclass: a tree of 100,000 files makes 100,000 of these on
+    every plan, and the tuple is also the row the stat cache compares as a whole.
+    """
 
     key: str  # object path inside the artifact
-    source: Path  # absolute path of the file to read
+    source: str  # absolute path of the file to read
     size: int
     mtime_ns: int
     inode: int

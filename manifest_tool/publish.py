@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,10 +47,8 @@ def make_folders(remote: Remote, folder: str) -> None:
     for depth in range(2, len(parts) + 1):
         parent = "/" + "/".join(parts[: depth - 1])
         if remote.node_info(f"{parent}/{parts[depth - 1]}") is None:
-            try:
+            with suppress(NameConflict):  # made by someone else meanwhile: fine
                 remote.create_node(parent, parts[depth - 1], FOLDER)
-            except NameConflict:
-                pass  # made by someone else meanwhile: fine
 
 
 def claim_node(remote: Remote, target: Target, user: str) -> Node | None:
@@ -85,6 +84,11 @@ def _resolve_conflict(
         return None
     if strategy == "error":
         raise ConflictError(f"Artifact already exists in Folder {target.folder}: '{target.name}'")
+    if existing.type != ARTIFACT:
+        raise ConflictError(
+            f"{existing.path} is a {existing.type}, not an Artifact: "
+            f"choose another name or folder for artifact '{target.name}'"
+        )
     if strategy == "replace":
         remote.delete_node(existing.path)
         _create(remote, target, user, target.name, extra)
@@ -93,7 +97,15 @@ def _resolve_conflict(
     try:
         _create(remote, target, user, target.alternative_name, extra)
     except NameConflict:
-        pass  # F/<alt> is this artifact's own earlier upload: update it
+        node = _info(remote, alt_path)  # ours (an earlier upload) is updated; nothing else
+        if node.type != ARTIFACT or node.extra_dict.get("alternativeName") != (
+            target.alternative_name
+        ):
+            raise ConflictError(
+                f"{alt_path} exists and is not artifact '{target.name}' "
+                f"({target.alternative_name}): remove it or pin another alternative_name"
+            ) from None
+        return node
     return _info(remote, alt_path)
 
 
@@ -114,8 +126,12 @@ def open_node(remote: Remote, node: Node, alternative_name: str) -> None:
 
 
 def seal(
-    remote: Remote, node: Node, alternative_name: str, digest: str,
-    labels: Sequence[str], description: str,
+    remote: Remote,
+    node: Node,
+    alternative_name: str,
+    digest: str,
+    labels: Sequence[str],
+    description: str,
 ) -> Node:
     extra = {"alternativeName": alternative_name, "contentDigest": digest}
     return remote.update_node(
@@ -133,30 +149,62 @@ def object_changes(
     return upload, delete
 
 
+BATCH_BYTES = 8 * 1024 * 1024
+BATCH_COUNT = 512
+
+
 def upload_all(
-    remote: Remote, node_path: str, uploads: Sequence[Upload], workers: int = 4,
+    remote: Remote,
+    node_path: str,
+    uploads: Sequence[Upload],
+    workers: int = 4,
     progress: Progress | None = None,
 ) -> None:
-    """Send ``uploads`` with a bounded pool; the first failure stops the rest."""
+    """Send ``uploads`` with a bounded pool; the first failure stops the rest.
+
+    A remote that can store a batch in one call (the embedded store) gets small
+    objects grouped, each group one task.
+    """
     if not uploads:
         return
-    if workers <= 1 or len(uploads) == 1:
-        for up in uploads:
-            remote.put_object(node_path, up)
-            if progress:
-                progress(up)
+    tasks = _batches(remote, uploads)
+    if workers <= 1 or len(tasks) == 1:
+        for task in tasks:
+            _send(remote, node_path, task, progress)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(remote.put_object, node_path, up): up for up in uploads}
+        futures = [pool.submit(_send, remote, node_path, t, progress) for t in tasks]
         try:
             for fut in as_completed(futures):
                 fut.result()
-                if progress:
-                    progress(futures[fut])
         except BaseException:
             for fut in futures:
                 fut.cancel()
             raise
+
+
+def _batches(remote: Remote, uploads: Sequence[Upload]) -> list[list[Upload]]:
+    if not hasattr(remote, "put_objects"):
+        return [[u] for u in uploads]
+    tasks: list[list[Upload]] = [[]]
+    size = 0
+    for up in uploads:
+        if tasks[-1] and (size + up.size > BATCH_BYTES or len(tasks[-1]) >= BATCH_COUNT):
+            tasks.append([])
+            size = 0
+        tasks[-1].append(up)
+        size += up.size
+    return tasks
+
+
+def _send(remote: Remote, node_path: str, task: list[Upload], progress: Progress | None) -> None:
+    if len(task) == 1:
+        remote.put_object(node_path, task[0])
+    else:
+        remote.put_objects(node_path, task)  # type: ignore[attr-defined]
+    if progress:
+        for up in task:
+            progress(up)
 
 
 def history_entry(action: str, remote: Remote, node: Node) -> dict[str, Any]:

@@ -18,8 +18,8 @@ def login(host: str | None = None, api_key: str | None = None) -> None:
 
     ``host`` is an AIStore host URL (``http(s)://...``) or a ``file:`` URL; without
     it, ``MANIFEST_TOOL_REMOTE``, then the T9k config file, then ``.em/store`` in the
-    working directory (without a ``login``, the T9k config file is not consulted). ``api_key`` defaults to ``MANIFEST_TOOL_API_KEY`` or the T9k
-    config file's key.
+    working directory (without a ``login``, the T9k config file is not consulted).
+    ``api_key`` defaults to ``MANIFEST_TOOL_API_KEY`` or the T9k config file's key.
     """
     global _host, _api_key, _remote
     _host = host or os.environ.get("MANIFEST_TOOL_REMOTE") or t9k_context().server

@@ -12,8 +12,16 @@ import yaml
 from .errors import ChecksumMismatch, InvalidInput, RemoteError
 from .hashing import content_digest, md5_bytes, md5_file
 from .localdir import dump_yaml
+from .paths import check_key
 from .publish import (
-    RESERVED, Target, claim_node, history_entry, object_changes, open_node, seal, upload_all,
+    RESERVED,
+    Target,
+    claim_node,
+    history_entry,
+    object_changes,
+    open_node,
+    seal,
+    upload_all,
 )
 from .remotes.base import ARTIFACT, Node, ObjectInfo, Remote, Upload, absolute_folder
 
@@ -39,9 +47,7 @@ def upload_artifact(
     wanted = {k: (int(o["size_bytes"]), str(o["checksum"])) for k, o in files.items()}
     present = remote.list_objects(node.path)
     upload, delete = object_changes(wanted, present)
-    uploads = [
-        Upload(k, wanted[k][1], wanted[k][0], source=Path(art.local, k)) for k in upload
-    ]
+    uploads = [Upload(k, wanted[k][1], wanted[k][0], source=Path(art.local, k)) for k in upload]
     upload_all(remote, node.path, uploads, WORKERS)
     art.remote.append(history_entry("upload", remote, node))
     art.save()
@@ -53,7 +59,10 @@ def upload_artifact(
 
 
 def put_metadata(
-    remote: Remote, node_path: str, metadata: dict[str, Any], references: dict[str, str],
+    remote: Remote,
+    node_path: str,
+    metadata: dict[str, Any],
+    references: dict[str, str],
     present: list[ObjectInfo],
 ) -> None:
     """Write ``metadata.yaml`` and ``references.yaml`` (or drop a stale one)."""
@@ -75,7 +84,9 @@ def node_for(remote: Remote, path: str) -> Node:
     full = absolute_folder(path, remote.whoami())
     node = remote.node_info(full)
     if node is None:
-        raise RemoteError(f"no artifact at {full} on {remote.url} (list them with 'manifest-tool ls')")
+        raise RemoteError(
+            f"no artifact at {full} on {remote.url} (list them with 'manifest-tool ls')"
+        )
     if node.type != ARTIFACT:
         raise InvalidInput(f"{full} is a {node.type}, not an Artifact")
     return node
@@ -94,17 +105,28 @@ def download_artifact(remote: Remote, path: str, parent: Path) -> Artifact:
     files = [o for k, o in sorted(present.items()) if k not in RESERVED]
     with ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(lambda o: fetch_verified(remote, node.path, o, Path(art.local)), files))
-    art.objects = {o.path: {"path": o.path, "size_bytes": o.size_bytes, "checksum": o.checksum}
-                   for o in files}
+    art.objects = {
+        o.path: {"path": o.path, "size_bytes": o.size_bytes, "checksum": o.checksum} for o in files
+    }
     art.objects.update({k: {"path": k, "uri": str(u)} for k, u in refs.items()})
     art.remote.append(history_entry("download", remote, node))
     art.save()
     return art
 
 
+def pull_into(remote: Remote, path: str, dest: Path) -> tuple[int, int]:
+    """Download the artifact at ``path`` into ``dest`` (files, metadata, references)."""
+    node = node_for(remote, path)
+    objects = remote.list_objects(node.path)
+    dest.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(lambda o: fetch_verified(remote, node.path, o, dest), objects))
+    return len(objects), sum(o.size_bytes for o in objects)
+
+
 def fetch_verified(remote: Remote, node_path: str, obj: ObjectInfo, dest_dir: Path) -> None:
     """Download one object next to its destination, check it, then move it in place."""
-    dest = dest_dir / obj.path
+    dest = dest_dir / check_key(obj.path, what="remote object key", allow_reserved=True)
     if dest.is_file() and dest.stat().st_size == obj.size_bytes and md5_file(dest) == obj.checksum:
         return
     part = dest.with_name(f".{dest.name}.part")
@@ -119,9 +141,7 @@ def fetch_verified(remote: Remote, node_path: str, obj: ObjectInfo, dest_dir: Pa
     os.replace(part, dest)
 
 
-def _read_yaml_object(
-    remote: Remote, node: Node, present: dict[str, ObjectInfo], key: str
-) -> Any:
+def _read_yaml_object(remote: Remote, node: Node, present: dict[str, ObjectInfo], key: str) -> Any:
     if key not in present:
         return None
     tmp = Path(os.environ.get("TMPDIR", "/tmp"), f"mt-{os.getpid()}-{node.id}-{key}")
@@ -132,6 +152,13 @@ def _read_yaml_object(
         return yaml.safe_load(tmp.read_text(encoding="utf-8"))
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remote_metadata(remote: Remote, node: Node) -> dict[str, Any]:
+    """The node's ``metadata.yaml``, or what the node itself says when it has none."""
+    present = {o.path: o for o in remote.list_objects(node.path)}
+    data = _read_yaml_object(remote, node, present, "metadata.yaml")
+    return data if isinstance(data, dict) else _metadata_of(node)
 
 
 def _metadata_of(node: Node) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +55,19 @@ CREATE TABLE IF NOT EXISTS uploads (
 """
 
 
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL; processes opening a new store at once briefly lock each other
+    out of this pragma, which (unlike other statements) does not wait on its own."""
+    for attempt in range(100):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == 99:
+                raise
+            time.sleep(0.005 * (attempt + 1))
+
+
 class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -65,7 +79,7 @@ class Database:
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            _set_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn

@@ -36,8 +36,13 @@ class LocalRemote:
         return nodes
 
     def create_node(
-        self, parent: str, name: str, type: str, labels: Sequence[str] = (),
-        description: str = "", extra: str = "{}",
+        self,
+        parent: str,
+        name: str,
+        type: str,
+        labels: Sequence[str] = (),
+        description: str = "",
+        extra: str = "{}",
     ) -> str:
         return self.store.create_node(self.user, parent, name, type, labels, description, extra)
 
@@ -54,6 +59,13 @@ class LocalRemote:
     def put_object(self, node_path: str, upload: Upload) -> ObjectInfo:
         chunks = [upload.data] if upload.data is not None else _read(upload.source)
         return self.store.put_object(self.user, node_path, upload.key, chunks, upload.md5)
+
+    def put_objects(self, node_path: str, uploads: Sequence[Upload]) -> list[ObjectInfo]:
+        """Many small objects in one store transaction (see ``Store.put_batch``)."""
+        items = [
+            (u.key, [u.data] if u.data is not None else _read(u.source), u.md5) for u in uploads
+        ]
+        return self.store.put_batch(self.user, node_path, items)
 
     def get_object(self, node_path: str, key: str, dest: Path) -> None:
         _, blob = self.store.object_blob(self.user, node_path, key)

@@ -36,16 +36,28 @@ class Multipart:
         return upload_id
 
     def _dir(self, user: str, upload_id: str, node_path: str, key: str) -> Path:
-        row = self.store.db.conn().execute(
-            "SELECT * FROM uploads WHERE id = ?", (upload_id,)
-        ).fetchone()
-        if row is None or row["owner"] != user or (row["node_path"], row["key"]) != (node_path, key):
+        row = (
+            self.store.db.conn()
+            .execute("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+            .fetchone()
+        )
+        if (
+            row is None
+            or row["owner"] != user
+            or (row["node_path"], row["key"]) != (node_path, key)
+        ):
             raise NodeNotFound(upload_id, f"upload not found [{upload_id}]")
         return self.root / upload_id
 
     def put_part(
-        self, user: str, upload_id: str, node_path: str, key: str, number: int,
-        chunks: Iterable[bytes], max_size: int | None = None,
+        self,
+        user: str,
+        upload_id: str,
+        node_path: str,
+        key: str,
+        number: int,
+        chunks: Iterable[bytes],
+        max_size: int | None = None,
     ) -> str:
         if not 1 <= number <= 10000:
             raise InvalidInput("partNumber must be between 1 and 10000")
@@ -64,21 +76,30 @@ class Multipart:
         return digest.hexdigest()
 
     def finish(
-        self, user: str, upload_id: str, node_path: str, key: str,
-        parts: Sequence[tuple[int, str]], expected_md5: str | None = None,
+        self,
+        user: str,
+        upload_id: str,
+        node_path: str,
+        key: str,
+        parts: Sequence[tuple[int, str]],
+        expected_md5: str | None = None,
     ) -> ObjectInfo:
         folder = self._dir(user, upload_id, node_path, key)
         if not parts:
             raise InvalidInput("a multipart finish needs at least one part")
         writer = self.store.writer()
         try:
-            for number, _etag in sorted(parts):
+            for number, etag in sorted(parts):
                 part = folder / str(number)
                 if not part.is_file():
                     raise InvalidInput(f"part {number} of upload {upload_id} was never uploaded")
+                digest = hashlib.md5()
                 with open(part, "rb") as fh:
                     while chunk := fh.read(PART_READ):
+                        digest.update(chunk)
                         writer.write(chunk)
+                if etag.strip('"').lower() != digest.hexdigest():
+                    raise InvalidInput(f"part {number}: eTag {etag!r} does not match its bytes")
             info = writer.finish(expected_md5)
         except BaseException:
             writer.discard()

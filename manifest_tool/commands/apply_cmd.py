@@ -1,0 +1,63 @@
+"""``manifest-tool apply [PLANFILE]``: make the remote match the manifest."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from ..apply import Applier
+from ..cli import handle_errors
+from ..plan import Plan, check_fresh, read_saved, saved_identities
+from ..progress import progress_bars
+from ..render import render_applied, render_plan
+from ..workspace import Workspace, make_plan, open_workspace
+from .common import gather, manifest_options
+
+
+@click.command("apply")
+@manifest_options
+@click.argument("planfile", required=False, type=click.Path(path_type=Path))
+@click.option("--workers", default=4, show_default=True, help="Parallel uploads.")
+@click.pass_context
+@handle_errors
+def apply_command(ctx: click.Context, planfile: Path | None, workers: int, **kw: object) -> None:
+    """Upload what changed so the remote matches the manifest (a second run does nothing)."""
+    opts = gather(ctx, **kw)  # type: ignore[arg-type]
+    started = time.monotonic()
+    ws = open_workspace(opts.manifest, opts.vars, opts.remote)
+    plan = _plan(ws, opts.targets, planfile)
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if not plan.changes and not plan.errors:
+        _echo_none(opts.json, opts.quiet, plan)
+        return
+    with progress_bars(not opts.quiet and not opts.json) as bars:
+        applier = Applier(ws.remote, ws.cache_dir, ws.lock_file, ws.lock(), workers,
+                          bars.on_upload, bars.on_start)
+        results = applier.apply(plan)
+    elapsed = time.monotonic() - started
+    if opts.json:
+        click.echo(json.dumps({"changes": True, "applied": [r.__dict__ for r in results],
+                               "seconds": round(elapsed, 3)}, indent=2))
+    elif not opts.quiet:
+        click.echo(render_applied(results, elapsed))
+
+
+def _plan(ws: Workspace, targets: tuple[str, ...], planfile: Path | None) -> Plan:
+    if planfile is None:
+        return make_plan(ws, targets)
+    saved = read_saved(planfile)
+    names = tuple(a["name"] for a in saved["artifacts"])
+    fresh = make_plan(ws, names, identities=saved_identities(saved))
+    check_fresh(saved, fresh, planfile)
+    return fresh
+
+
+def _echo_none(as_json: bool, quiet: bool, plan: Plan) -> None:
+    if as_json:
+        click.echo(json.dumps({"changes": False, "applied": []}))
+    elif not quiet:
+        click.echo(render_plan(plan))

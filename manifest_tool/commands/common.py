@@ -1,0 +1,62 @@
+"""Options shared by the manifest commands, and opening the workspace they name."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..errors import InvalidInput
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_MANIFEST = "artifacts.yaml"
+
+
+@dataclass(frozen=True)
+class Options:
+    manifest: Path
+    targets: tuple[str, ...]
+    vars: dict[str, str]
+    remote: str | None
+    json: bool
+    quiet: bool
+
+
+def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--var {pair!r}: write it as NAME=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def manifest_options(func: F) -> F:
+    """-f, --target, --var, --remote, --json, --quiet, gathered into ``opts``."""
+    decorators = [
+        click.option("-f", "--file", "manifest", type=click.Path(path_type=Path), default=None,
+                     help=f"The manifest (default: ./{DEFAULT_MANIFEST}, or the group's -f)."),
+        click.option("--target", "-t", "targets", multiple=True, metavar="NAME",
+                     help="Only this artifact (repeatable)."),
+        click.option("--var", "vars_", multiple=True, metavar="K=V",
+                     help="Set a manifest variable (repeatable)."),
+        click.option("--remote", default=None, metavar="URL",
+                     help="Remote URL (file:PATH, http(s)://HOST); overrides the manifest."),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+        click.option("--quiet", "-q", is_flag=True, help="Print only errors."),
+    ]
+    for deco in reversed(decorators):
+        func = deco(func)
+    return func
+
+
+def gather(ctx: click.Context, manifest: Path | None, targets: tuple[str, ...],
+           vars_: tuple[str, ...], remote: str | None, as_json: bool, quiet: bool) -> Options:
+    group_file = (ctx.find_root().obj or {}).get("manifest")
+    path = manifest or group_file or Path(os.environ.get("MANIFEST_TOOL_FILE", DEFAULT_MANIFEST))
+    return Options(path, targets, parse_vars(vars_), remote, as_json, quiet)

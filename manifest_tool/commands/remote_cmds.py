@@ -1,0 +1,73 @@
+"""``manifest-tool ls`` and ``manifest-tool pull``: read what the remote holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..cli import handle_errors
+from ..config import resolve_remote_url
+from ..lockfile import lock_path, read_lock
+from ..manifest import load_manifest
+from ..remotes import Remote, absolute_folder, open_remote
+from ..transfer import pull_into
+from .common import Options, gather, manifest_options
+
+
+def _remote(opts: Options) -> tuple[Remote, dict[str, str]]:
+    """The remote, plus artifact name -> node path from the manifest and lock, if any."""
+    if not opts.manifest.exists():
+        base = Path.cwd()
+        return open_remote(resolve_remote_url(opts.remote, None, base), base), {}
+    manifest = load_manifest(opts.manifest, opts.vars)
+    remote = open_remote(resolve_remote_url(opts.remote, manifest.remote_url, manifest.root),
+                         manifest.root)
+    lock = read_lock(lock_path(manifest.path))
+    user = remote.whoami()
+    paths = {a.name: f"{absolute_folder(a.folder, user)}/{a.name}" for a in manifest.artifacts}
+    for name, entry in lock.items():
+        if entry.remote.get("path"):
+            paths[name] = entry.remote["path"]
+    return remote, paths
+
+
+@click.command("ls")
+@manifest_options
+@click.argument("folder", required=False)
+@click.pass_context
+@handle_errors
+def ls_command(ctx: click.Context, folder: str | None, **kw: object) -> None:
+    """List the nodes in FOLDER (default: your root folder) on the remote."""
+    opts = gather(ctx, **kw)  # type: ignore[arg-type]
+    remote, _ = _remote(opts)
+    path = absolute_folder(folder or "", remote.whoami()) if folder else f"/{remote.whoami()}"
+    nodes = remote.list_nodes(path)
+    if opts.json:
+        click.echo(json.dumps([n.to_api() for n in nodes], indent=2))
+        return
+    for node in nodes:
+        extra = node.extra_dict
+        alt = extra.get("alternativeName", "")
+        digest = str(extra.get("contentDigest", ""))[7:19]
+        kind = "dir " if node.type == "Folder" else "art "
+        click.echo(f"{kind} {node.path:<40} {alt:<36} {digest:<12} {node.updated_at}")
+
+
+@click.command("pull")
+@manifest_options
+@click.argument("name_or_path")
+@click.option("--dest", type=click.Path(path_type=Path), default=None,
+              help="Directory to write into (default: ./<name>).")
+@click.pass_context
+@handle_errors
+def pull_command(ctx: click.Context, name_or_path: str, dest: Path | None, **kw: object) -> None:
+    """Download an artifact (a manifest NAME or a remote PATH), verifying every checksum."""
+    opts = gather(ctx, **kw)  # type: ignore[arg-type]
+    remote, paths = _remote(opts)
+    path = paths.get(name_or_path, name_or_path)
+    target = dest or Path(path.rstrip("/").rsplit("/", 1)[-1])
+    count, size = pull_into(remote, path, target)
+    if not opts.quiet:
+        click.echo(f"pulled {path} into {target}: {count} object(s), {size} bytes, all verified")

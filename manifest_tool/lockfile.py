@@ -1,0 +1,62 @@
+"""The lock file: each artifact's identity, committed beside the manifest.
+
+``<manifest stem>.lock`` gives a fresh CI checkout the same alternative names as the
+developer's machine, so it recognises the remote nodes as its own and uploads
+nothing. Written atomically; a corrupt lock is reported, never half-trusted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ManifestToolError
+from .localdir import write_atomic
+
+HEADER = b"# Written by manifest-tool apply. Commit it: it keeps artifact identities stable.\n"
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    alternativeName: str
+    createdTimestamp: str
+    contentDigest: str = ""
+    remote: dict[str, str] = field(default_factory=dict)
+
+
+def lock_path(manifest: Path) -> Path:
+    return manifest.with_name(f"{manifest.stem}.lock")
+
+
+def read_lock(path: Path) -> dict[str, LockEntry]:
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        entries = data.get("artifacts") or {}
+        return {str(name): _entry(value) for name, value in entries.items()}
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError) as err:
+        raise ManifestToolError(
+            f"{path}: the lock file is unreadable ({err.__class__.__name__}); "
+            "restore it from version control or delete it to start new identities"
+        ) from None
+
+
+def _entry(value: dict[str, Any]) -> LockEntry:
+    return LockEntry(
+        alternativeName=str(value["alternativeName"]),
+        createdTimestamp=str(value["createdTimestamp"]),
+        contentDigest=str(value.get("contentDigest") or ""),
+        remote={str(k): str(v) for k, v in (value.get("remote") or {}).items()},
+    )
+
+
+def write_lock(path: Path, entries: dict[str, LockEntry]) -> None:
+    data = {"version": 1, "artifacts": {n: asdict(e) for n, e in sorted(entries.items())}}
+    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode()
+    if path.exists() and path.read_bytes() == HEADER + body:
+        return  # unchanged: leave the file (and its mtime) alone
+    write_atomic(path, HEADER + body)
