@@ -258,24 +258,7 @@ class Store:
         self, user: str, node_path: str, key: str, writer: BlobWriter, info: BlobInfo
     ) -> ObjectInfo:
         """Publish a finished blob as ``key``: visible only from the commit on."""
-        stamp, old = now(), None
-        with self.db.write() as conn:
-            try:
-                node_id = self._artifact(conn, user, node_path)
-            except BaseException:
-                writer.discard()
-                raise
-            self.blobs.commit(writer, info)
-            row = conn.execute(
-                "SELECT blob FROM objects WHERE node_id = ? AND key = ?", (node_id, key)
-            ).fetchone()
-            old = row["blob"] if row and row["blob"] != info.blob else None
-            conn.execute(
-                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (node_id, key, info.blob, info.size, info.md5, stamp, _content_type(key)),
-            )
-        self._collect([old] if old else [])
-        return ObjectInfo(key, info.size, info.md5, stamp, _content_type(key))
+        return self._commit_many(user, node_path, [(key, writer, info)])[0]
 
     def put_batch(
         self, user: str, node_path: str, items: Sequence[tuple[str, Iterable[bytes], str | None]]
@@ -306,7 +289,13 @@ class Store:
     ) -> list[ObjectInfo]:
         stamp, old, out = now(), [], []
         with self.db.write() as conn:
-            node_id = self._artifact(conn, user, node_path)
+            try:
+                node_id = self._artifact(conn, user, node_path)
+            except BaseException:
+                for _, writer, _ in written:
+                    writer.discard()
+                raise
+            _forget_digest(conn, node_id, [key for key, _, _ in written])
             for key, writer, info in written:
                 self.blobs.commit(writer, info)
                 row = conn.execute(
@@ -324,8 +313,10 @@ class Store:
         return out
 
     def delete_objects(self, user: str, node_path: str, keys: Iterable[str]) -> None:
+        keys = list(keys)
         with self.db.write() as conn:
             node_id = self._artifact(conn, user, node_path)
+            _forget_digest(conn, node_id, keys)
             blobs = []
             for key in keys:
                 row = conn.execute(
@@ -362,6 +353,23 @@ class Store:
 
 
 _BLANK = BlobInfo("", "", 0)
+_METADATA_KEYS = ("metadata.yaml", "references.yaml")
+
+
+def _forget_digest(conn: sqlite3.Connection, node_id: str, keys: Sequence[str]) -> None:
+    """A node's contentDigest describes its objects: any object change voids it.
+
+    Clients that follow the protocol clear it themselves before changing objects;
+    doing it here too keeps the promise when one does not (a T9k SDK upload into
+    the same node, say). The artifact's own metadata files are not content.
+    """
+    if all(k in _METADATA_KEYS for k in keys):
+        return
+    conn.execute(
+        "UPDATE nodes SET extra = json_remove(extra, '$.contentDigest') WHERE id = ?"
+        " AND json_valid(extra) AND json_extract(extra, '$.contentDigest') IS NOT NULL",
+        (node_id,),
+    )
 
 
 def _node(row: sqlite3.Row) -> Node:
