@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 a known error (one line on stderr), 2 changes pending
 
 from __future__ import annotations
 
+import importlib
 import sys
 import tempfile
 import traceback
@@ -56,7 +57,26 @@ def _write_log() -> str:
         return fh.name
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Imports a subcommand's module only when that subcommand is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from .commands import COMMANDS
+
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from .commands import COMMANDS
+
+        if cmd_name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(f".commands.{module}", __package__), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-f",
     "--file",
@@ -71,15 +91,6 @@ def main(ctx: click.Context, manifest: Path | None) -> None:
     """Publish ML artifacts declared in artifacts.yaml to an AIStore-compatible server."""
     ctx.obj = {"manifest": manifest}
 
-
-def _register() -> None:
-    from .commands import COMMANDS
-
-    for command in COMMANDS:
-        main.add_command(command)
-
-
-_register()
 
 if __name__ == "__main__":
     main()

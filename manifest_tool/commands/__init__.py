@@ -1,22 +1,20 @@
-"""Subcommands, one module each; ``COMMANDS`` is what ``cli.main`` registers."""
+"""Subcommands, one module each, imported only when invoked.
+
+``COMMANDS`` maps a command name to ``(module, attribute)`` below this package; the
+CLI's group imports a module the first time its command runs, so ``plan`` does not
+pay for the server's or the watcher's imports.
+"""
 
 from __future__ import annotations
 
-import click
-
-from .apply_cmd import apply_command
-from .plan_cmd import plan_command
-from .remote_cmds import ls_command, pull_command
-from .validate_cmd import schema_command, validate_command
-
-COMMANDS: list[click.Command] = [
-    validate_command, plan_command, apply_command, ls_command, pull_command, schema_command,
-]
-
-from .serve import serve, user  # noqa: E402
-
-COMMANDS += [serve, user]
-
-from .watch_cmd import watch_command  # noqa: E402
-
-COMMANDS.append(watch_command)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("validate_cmd", "validate_command"),
+    "plan": ("plan_cmd", "plan_command"),
+    "apply": ("apply_cmd", "apply_command"),
+    "watch": ("watch_cmd", "watch_command"),
+    "ls": ("remote_cmds", "ls_command"),
+    "pull": ("remote_cmds", "pull_command"),
+    "schema": ("validate_cmd", "schema_command"),
+    "serve": ("serve", "serve"),
+    "user": ("serve", "user"),
+}

@@ -1,0 +1,73 @@
+"""Upload bodies for the HTTP remote: multipart/form-data streamed from a file."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import ChecksumMismatch
+
+BLOCK = 1024 * 1024
+
+
+class FormBody:
+    """A multipart/form-data body with one field ``content``, read lazily.
+
+    It has a length, so requests sends a Content-Length instead of chunking, and
+    it yields 1 MiB blocks (requests' own file handling sends 16 KiB ones). Each
+    iteration reads the file afresh, so a retry can send the same body again.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        source: Path | None,
+        data: bytes | None,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> None:
+        self.boundary = uuid.uuid4().hex
+        name = key.rsplit("/", 1)[-1].replace('"', "%22").replace("\r", "").replace("\n", "")
+        self.head = (
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="content"; '
+            f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        self.tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self.source, self.data, self.offset = source, data, offset
+        if length is None:
+            length = len(data) if data is not None else file_size(source) - offset
+        self.length = length
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def __len__(self) -> int:
+        return len(self.head) + self.length + len(self.tail)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.head
+        if self.data is not None:
+            yield self.data
+        else:
+            yield from _file_range(self.source, self.offset, self.length)
+        yield self.tail
+
+
+def file_size(path: Path | None) -> int:
+    assert path is not None, "an Upload has a source or data"
+    return os.stat(path).st_size  # callers may pass a str path
+
+
+def _file_range(path: Path | None, offset: int, length: int) -> Iterator[bytes]:
+    assert path is not None, "an Upload has a source or data"
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        while length > 0:
+            block = fh.read(min(BLOCK, length))
+            if not block:
+                raise ChecksumMismatch(f"{path} shrank while it was being uploaded")
+            length -= len(block)
+            yield block

@@ -1,0 +1,363 @@
+"""The ``http:``/``https:`` remote: PROTOCOL.md spoken over ``requests``.
+
+One session shared by the upload threads, one retry helper, one error mapper, and a
+timeout on every call. Bodies stream in 1 MiB blocks both ways, so memory stays flat
+whatever the object's size.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..errors import (
+    AuthError,
+    ChecksumMismatch,
+    InvalidInput,
+    ManifestToolError,
+    NameConflict,
+    NodeNotFound,
+    PermissionDenied,
+    RemoteError,
+)
+from .base import Node, ObjectInfo, Upload
+from .formbody import FormBody, file_size
+
+T = TypeVar("T")
+BLOCK = 1024 * 1024  # download write size
+MiB = 1024 * 1024
+MULTIPART_ABOVE = 100 * MiB
+PAGE = 1000
+TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
+FINISH_TIMEOUT = (10.0, 900.0)  # the server re-reads and hashes every part
+RETRIES = 4
+BACKOFF_S = 0.25
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+MISSING_RE = re.compile(r"\[([^\[\]]*)\]\s*$")
+
+
+class _Transient(Exception):
+    """A 429 or 5xx answer, worth another try."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self.response = response
+
+
+def part_size(size: int) -> int:
+    """PROTOCOL: parts of floor(sqrt(size in MiB)) MiB, at least 5 MiB."""
+    return max(5, math.isqrt(size // MiB)) * MiB
+
+
+def content_md5(md5_hex: str) -> str:
+    return base64.b64encode(bytes.fromhex(md5_hex)).decode()
+
+
+class HttpRemote:
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        send_apikey_query: bool | None = None,
+        timeout: tuple[float, float] = TIMEOUT,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._user: str | None = None
+        self.session = requests.Session()
+        self.session.trust_env = any(os.environ.get(v) for v in PROXY_VARS)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
+            if send_apikey_query is None:
+                send_apikey_query = os.environ.get("MANIFEST_TOOL_APIKEY_QUERY") == "1"
+            if send_apikey_query:
+                self.session.params = {"apikey": api_key}
+
+    # -- transport -------------------------------------------------------------------
+    def _call(
+        self, method: str, path: str, what: str, idempotent: bool = True, **kwargs: Any
+    ) -> requests.Response:
+        """One API call, retried when that is safe, its errors mapped to ours."""
+        kwargs.setdefault("timeout", self.timeout)
+
+        def attempt() -> requests.Response:
+            resp = self.session.request(method, self.url + path, allow_redirects=False, **kwargs)
+            if resp.status_code == 429 or resp.status_code >= 500:
+                raise _Transient(resp)
+            return resp
+
+        try:
+            resp = with_retries(attempt, idempotent)
+        except _Transient as err:
+            raise self._error(err.response, what) from None
+        except requests.RequestException as err:
+            raise RemoteError(
+                f"cannot reach {self.url}: {type(err).__name__} while {what} "
+                "(is the server running? check --remote)"
+            ) from None
+        if resp.status_code >= 300:
+            raise self._error(resp, what)
+        return resp
+
+    def _json(
+        self, method: str, path: str, what: str, idempotent: bool = True, **kwargs: Any
+    ) -> Any:
+        resp = self._call(method, path, what, idempotent, **kwargs)
+        try:
+            return resp.json()
+        except ValueError:
+            raise RemoteError(f"{self.url} answered {what} with something not JSON") from None
+
+    def _error(self, resp: requests.Response, what: str) -> ManifestToolError:
+        """The typed error for a failed answer (the one place that reads them)."""
+        return map_error(resp, self.url, what, self._user)
+
+    # -- identity and nodes -------------------------------------------------------------
+    def whoami(self) -> str:
+        if self._user is None:
+            data = self._json("GET", "/oauth2/userinfo", "asking who the key belongs to")
+            self._user = str(data["preferred_username"])
+        return self._user
+
+    def node_info(self, path: str) -> Node | None:
+        try:
+            data = self._json(
+                "GET", "/apis/v1/nodes/info", f"reading node {path}", params={"node": path}
+            )
+        except NodeNotFound:
+            return None
+        return Node.from_api(data)
+
+    def list_nodes(self, parent: str) -> list[Node]:
+        rows = self._pages("/apis/v1/nodes", {"parent": parent}, f"listing {parent}")
+        return [Node.from_api(r) for r in rows]
+
+    def create_node(
+        self,
+        parent: str,
+        name: str,
+        type: str,
+        labels: Sequence[str] = (),
+        description: str = "",
+        extra: str = "{}",
+    ) -> str:
+        body = {
+            "parent": parent,
+            "name": name,
+            "labels": list(labels),
+            "type": type,
+            "storageType": 2 if type == "Artifact" else 0,
+            "description": description,
+            "extra": extra,
+        }
+        data = self._json(
+            "POST", "/apis/v1/nodes", f"creating {parent}/{name}", idempotent=False, json=body
+        )
+        return str(data["id"])
+
+    def update_node(self, path: str, **fields: Any) -> Node:
+        body = {"node": path, **fields}
+        if "labels" in body:
+            body["labels"] = list(body["labels"])
+        return Node.from_api(self._json("PUT", "/apis/v1/nodes", f"updating {path}", json=body))
+
+    def delete_node(self, path: str) -> None:
+        self._call("DELETE", "/apis/v1/nodes", f"deleting {path}", json={"node": path})
+
+    def _pages(self, path: str, params: dict[str, str], what: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            data = self._json("GET", path, what, params={**params, "page": page, "size": PAGE})
+            batch = data.get("data") or []
+            rows.extend(batch)
+            total = int((data.get("pagination") or {}).get("total", len(rows)))
+            if not batch or len(rows) >= total:
+                return rows
+            page += 1
+
+    # -- objects ------------------------------------------------------------------------
+    def list_objects(self, node_path: str) -> list[ObjectInfo]:
+        rows = self._pages("/apis/v1/objects/ls", {"path": node_path}, f"listing {node_path}")
+        return [ObjectInfo.from_api(r) for r in rows]
+
+    def put_object(self, node_path: str, upload: Upload) -> ObjectInfo:
+        if upload.data is None and file_size(upload.source) > MULTIPART_ABOVE:
+            return self._put_multipart(node_path, upload)
+        target = f"{node_path}/{upload.key}"
+        data = self._send_form(
+            "POST",
+            "/apis/v1/objects",
+            f"uploading {target}",
+            FormBody(upload.key, upload.source, upload.data),
+            {"path": target},
+            upload.md5,
+        )
+        return ObjectInfo.from_api(data)
+
+    def _send_form(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        body: FormBody,
+        params: dict[str, Any],
+        md5: str | None = None,
+    ) -> Any:
+        """Send a streamed form; puts are idempotent by key, so they are retried."""
+        headers = {"Content-Type": body.content_type}
+        if md5:
+            headers["Content-MD5"] = content_md5(md5)
+        return self._json(method, path, what, params=params, headers=headers, data=body)
+
+    def _put_multipart(self, node_path: str, upload: Upload) -> ObjectInfo:
+        target = f"{node_path}/{upload.key}"
+        params = {"path": target}
+        start = self._json(
+            "POST", "/apis/v1/objects/multipart", f"starting upload of {target}", params=params
+        )
+        upload_id = str(start["uploadId"])
+        route = f"/apis/v1/objects/multipart/{upload_id}"
+        try:
+            parts = self._put_parts(route, upload, target)
+            data = self._json(
+                "POST",
+                route,
+                f"finishing upload of {target}",
+                params=params,
+                json={"parts": parts},
+                headers={"Content-MD5": content_md5(upload.md5)},
+                timeout=FINISH_TIMEOUT,
+            )
+        except BaseException:
+            self._abort(route, params)
+            raise
+        return ObjectInfo.from_api(data)
+
+    def _put_parts(self, route: str, upload: Upload, target: str) -> list[dict[str, Any]]:
+        size = file_size(upload.source)
+        step = part_size(size)
+        parts = []
+        for number, offset in enumerate(range(0, size, step), start=1):
+            body = FormBody(upload.key, upload.source, None, offset, min(step, size - offset))
+            data = self._send_form(
+                "PUT",
+                route,
+                f"uploading part {number} of {target}",
+                body,
+                {"path": target, "partNumber": number},
+            )
+            parts.append({"etag": str(data["eTag"]), "partNumber": number})
+        return parts
+
+    def _abort(self, route: str, params: dict[str, str]) -> None:
+        # The server sweeps abandoned uploads; the first error is the one to report.
+        with contextlib.suppress(ManifestToolError):
+            self._call("DELETE", route, "aborting an upload", params=params)
+
+    def get_object(self, node_path: str, key: str, dest: Path) -> None:
+        target = f"{node_path}/{key}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+
+        resp = self._call(
+            "GET", "/apis/v1/objects", f"downloading {target}", params={"path": target}, stream=True
+        )
+        try:
+            _save(resp, dest)
+        except requests.RequestException as err:
+            raise RemoteError(
+                f"lost {self.url} while downloading {target}: {type(err).__name__} "
+                "(nothing was written; try again)"
+            ) from None
+
+    def delete_objects(self, node_path: str, keys: Iterable[str]) -> None:
+        body = {"node": node_path, "paths": list(keys)}
+        self._call("POST", "/apis/v1/objects/delete", f"deleting objects of {node_path}", json=body)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _save(resp: requests.Response, dest: Path) -> None:
+    """Stream a response into ``dest`` via a temp file, so a failure leaves no partial file."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh, resp:
+            for block in resp.iter_content(BLOCK):
+                fh.write(block)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def with_retries(attempt: Callable[[], T], idempotent: bool) -> T:
+    """``attempt()``, tried again with exponential backoff on connection errors, 429
+    and 5xx; a call that is not idempotent is retried only if it never connected."""
+    for n in range(RETRIES + 1):
+        try:
+            return attempt()
+        except (requests.ConnectionError, requests.Timeout, _Transient) as err:
+            never_sent = isinstance(err, requests.ConnectTimeout) or _refused(err)
+            if n == RETRIES or not (idempotent or never_sent):
+                raise
+            time.sleep(BACKOFF_S * 2**n)
+    raise AssertionError("unreachable")
+
+
+def _refused(err: Exception) -> bool:
+    text = str(err)
+    return "NewConnectionError" in text or "Connection refused" in text
+
+
+def map_error(resp: requests.Response, url: str, what: str, user: str | None) -> ManifestToolError:
+    """PROTOCOL's error answers as typed errors naming the URL and what was attempted."""
+    status, text = resp.status_code, resp.text.strip()
+    message = _message(resp)
+    if status in (401, 302):
+        return AuthError(f"not logged in to {url}: set MANIFEST_TOOL_API_KEY or run t9k login")
+    if status == 400 and text.startswith("api key") and text.endswith("not found"):
+        return AuthError(
+            f"the API key is not known to {url} (revoked or mistyped?): "
+            "set MANIFEST_TOOL_API_KEY or run t9k login"
+        )
+    if status == 403:
+        who = f"user {user!r}" if user else "this API key's user"
+        return PermissionDenied(f"permission denied on {url}: {who} may not touch it ({what})")
+    if status == 404 and (found := MISSING_RE.search(text)):
+        return NodeNotFound(found.group(1), message)
+    if status == 400 and "Invalid conflicting node Name" in text:
+        return NameConflict(message)
+    if status == 400 and message.startswith("checksum mismatch"):
+        return ChecksumMismatch(f"{message} ({what} on {url})")
+    if status == 400:
+        return InvalidInput(f"{url} refused {what}: {message}")
+    if status == 429 or status >= 500:
+        return RemoteError(
+            f"cannot reach {url}: it answered {status} while {what} "
+            "(is the server running? check --remote)"
+        )
+    return RemoteError(f"{url} answered {status} while {what}: {message}")
+
+
+def _message(resp: requests.Response) -> str:
+    """The ``error`` of a JSON answer, else its text, on one line."""
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    text = data["error"] if isinstance(data, dict) and "error" in data else resp.text
+    return " ".join(str(text).split())[:500] or resp.reason or str(resp.status_code)

@@ -1,0 +1,98 @@
+"""The ASGI app: PROTOCOL.md's calls over one embedded Store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from ..remotes.multipart import Multipart
+from ..remotes.store import Store
+from . import multipart, nodes, objects
+from .accesslog import AccessLog
+from .context import Context, user_of
+from .errors import error_response
+
+DEFAULT_MAX_BODY = 5 * 1024**3
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(
+    data_dir: Path, prefix: str = "", max_body: int | None = DEFAULT_MAX_BODY
+) -> AccessLog:
+    """The server over the store in ``data_dir``, its API mounted below ``prefix``."""
+    store = Store(Path(data_dir))
+    routes = _routes()
+    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    app = Starlette(routes=[Mount(prefix, routes=routes)] if prefix else routes)
+    app.state.ctx = Context(store, Multipart(store), max_body)
+    return AccessLog(app)
+
+
+def endpoint(func: Endpoint) -> Endpoint:
+    """Every error a handler raises becomes its protocol answer."""
+
+    @wraps(func)
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await func(request)
+        except Exception as err:
+            return error_response(err)
+
+    return wrapper
+
+
+async def userinfo(request: Request) -> Response:
+    return JSONResponse({"preferred_username": await user_of(request)})
+
+
+async def openapi(_request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+def openapi_document() -> dict[str, Any]:
+    text = resources.files("manifest_tool").joinpath("schemas/openapi.json").read_text()
+    doc: dict[str, Any] = json.loads(text)
+    return doc
+
+
+def _routes() -> list[BaseRoute]:
+    table: dict[str, dict[str, Endpoint]] = {
+        "/oauth2/userinfo": {"GET": userinfo},
+        "/openapi.json": {"GET": openapi},
+        "/apis/v1/nodes": {
+            "GET": nodes.list_nodes,
+            "POST": nodes.create_node,
+            "PUT": nodes.update_node,
+            "DELETE": nodes.delete_node,
+        },
+        "/apis/v1/nodes/info": {"GET": nodes.node_info},
+        "/apis/v1/objects/ls": {"GET": objects.list_objects},
+        "/apis/v1/objects": {"GET": objects.get_object, "POST": objects.put_object},
+        "/apis/v1/objects/delete": {"POST": objects.delete_objects},
+        "/apis/v1/objects/multipart": {"POST": multipart.start},
+        "/apis/v1/objects/multipart/{upload_id}": {
+            "PUT": multipart.put_part,
+            "POST": multipart.finish,
+            "DELETE": multipart.abort,
+        },
+    }
+    return [_route(path, handlers) for path, handlers in table.items()]
+
+
+def _route(path: str, handlers: dict[str, Endpoint]) -> Route:
+    """One route per path, so a 405's ``Allow`` lists every method the path has."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return Route(path, endpoint(dispatch), methods=list(handlers))

@@ -1,0 +1,114 @@
+"""What every handler needs: the store, the acting user, checked parameters.
+
+Store calls touch SQLite and the disk, so they run in worker threads and never
+block the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from starlette.requests import Request
+
+from ..errors import InvalidInput
+from ..remotes.multipart import Multipart
+from ..remotes.store import Store
+from ..remotes.users import user_for_key
+from .errors import BodyTooLarge, NoApiKey, UnknownApiKey
+
+T = TypeVar("T")
+JSON_LIMIT = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Context:
+    store: Store
+    multipart: Multipart
+    max_body: int | None
+
+
+def context(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+async def run(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``func(*args, **kwargs)`` in a worker thread."""
+    return await anyio.to_thread.run_sync(partial(func, *args, **kwargs))
+
+
+def api_key(request: Request) -> str | None:
+    """The key from ``Authorization: Bearer`` or, as T9k clients send it, ``apikey``."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query_params.get("apikey") or None
+
+
+async def user_of(request: Request) -> str:
+    """The user the request's key belongs to; looked up on every call so a revoke
+    takes effect at once."""
+    key = api_key(request)
+    if key is None:
+        raise NoApiKey("no api key: send 'Authorization: Bearer KEY' or '?apikey=KEY'")
+    user = await run(user_for_key, context(request).store.db, key)
+    if user is None:
+        raise UnknownApiKey("api key not found")
+    return user
+
+
+def query(request: Request, name: str) -> str:
+    value = request.query_params.get(name)
+    if not value:
+        raise InvalidInput(f"missing query parameter {name!r}")
+    return value
+
+
+def int_query(request: Request, name: str, default: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"query parameter {name!r} must be an integer") from None
+    if not 1 <= value <= high:
+        raise InvalidInput(f"query parameter {name!r} must be between 1 and {high}")
+    return value
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """A small JSON object body (node and delete calls), refused when not an object."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > JSON_LIMIT:
+        raise BodyTooLarge(f"JSON body larger than {JSON_LIMIT} bytes")
+    body = await request.body()
+    try:
+        data = json.loads(body or b"null")
+    except ValueError:
+        raise InvalidInput("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return data
+
+
+def field(data: dict[str, Any], name: str, kind: type[T], default: T | None = None) -> T:
+    """``data[name]`` checked to be a ``kind``; absent -> ``default`` or an error."""
+    value = data.get(name)
+    if value is None:
+        if default is None:
+            raise InvalidInput(f"missing field {name!r}")
+        return default
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise InvalidInput(f"field {name!r} must be a {kind.__name__}")
+    return value
+
+
+def pagination(page: int, size: int, total: int) -> dict[str, int]:
+    return {"page": page, "size": size, "total": total}

@@ -1,0 +1,167 @@
+"""Streaming uploads: a multipart/form-data body parsed as it arrives.
+
+The event loop only receives the body and queues it in ~1 MiB batches; a worker
+thread parses the batches and hands the ``content`` field's bytes to the store,
+which hashes and writes them (hashing in the loop would halve throughput). Memory
+per upload stays at a few batches whatever the object's size, and nothing is
+published unless the whole field arrived and verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import anyio
+import anyio.from_thread
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import parse_options_header
+from starlette.requests import Request
+
+from ..errors import InvalidInput
+from .context import run
+from .errors import BodyTooLarge
+
+T = TypeVar("T")
+BATCH = 1024 * 1024
+QUEUED_BATCHES = 4
+FRAMING_SLACK = 64 * 1024  # the form's headers and boundaries around the content field
+Item = bytes | Exception | None
+
+
+class ContentField:
+    """Incremental parser keeping only the bytes of the form field ``content``."""
+
+    def __init__(self, boundary: bytes, limit: int | None) -> None:
+        self.limit = limit
+        self.size = 0
+        self._out: list[bytes] = []
+        self._header = [b"", b""]
+        self._in_content = self._seen = self._ended = False
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": lambda d, s, e: self._grow(0, d[s:e]),
+                "on_header_value": lambda d, s, e: self._grow(1, d[s:e]),
+                "on_header_end": self._header_end,
+                "on_part_data": self._data,
+                "on_part_end": self._part_end,
+                "on_end": self._end,
+            },
+        )
+
+    def feed(self, raw: bytes) -> list[bytes]:
+        try:
+            self._parser.write(raw)
+        except FormParserError as err:
+            raise InvalidInput(f"malformed multipart/form-data body: {err}") from None
+        out, self._out = self._out, []
+        return out
+
+    def close(self) -> None:
+        if not self._seen:
+            raise InvalidInput("the multipart/form-data body has no field 'content'")
+        if not self._ended:
+            raise InvalidInput("the multipart/form-data body ended early (no closing boundary)")
+
+    def _part_begin(self) -> None:
+        self._in_content = False
+        self._header = [b"", b""]
+
+    def _grow(self, which: int, data: bytes) -> None:
+        self._header[which] += data
+
+    def _header_end(self) -> None:
+        name, value = self._header
+        self._header = [b"", b""]
+        if name.lower() != b"content-disposition":
+            return
+        _, options = parse_options_header(value)
+        if options.get(b"name") == b"content":
+            if self._seen:
+                raise InvalidInput("the multipart/form-data body has two 'content' fields")
+            self._in_content = self._seen = True
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if not self._in_content:
+            return
+        self.size += end - start
+        if self.limit is not None and self.size > self.limit:
+            raise BodyTooLarge(f"object larger than the server's limit of {self.limit} bytes")
+        self._out.append(data[start:end])
+
+    def _part_end(self) -> None:
+        self._in_content = False
+
+    def _end(self) -> None:
+        self._ended = True
+
+
+def boundary_of(request: Request) -> bytes:
+    kind, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise InvalidInput("send the object as multipart/form-data with the field 'content'")
+    return boundary
+
+
+def check_length(request: Request, limit: int | None) -> None:
+    """Refuse an over-long body from its Content-Length, before reading any of it."""
+    length = request.headers.get("content-length", "")
+    if limit is not None and length.isdigit() and int(length) > limit + FRAMING_SLACK:
+        raise BodyTooLarge(f"body of {length} bytes is over the server's limit of {limit} bytes")
+
+
+async def receive_content(
+    request: Request, limit: int | None, consume: Callable[[Iterator[bytes]], T]
+) -> T:
+    """``consume(chunks)`` in a thread, ``chunks`` being the content field as it arrives."""
+    form = ContentField(boundary_of(request), limit)
+    check_length(request, limit)
+    send, receive = anyio.create_memory_object_stream[Item](QUEUED_BATCHES)
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_pump, request, send, limit)
+        try:
+            result = await run(consume, _chunks(form, receive))
+        except Exception as err:  # raised below, not as a task group's ExceptionGroup
+            failure = err
+        tasks.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return result
+
+
+async def _pump(request: Request, send: MemoryObjectSendStream[Item], limit: int | None) -> None:
+    """Receive the body into batches; a failure is passed on for the consumer to raise."""
+    batch, total = bytearray(), 0
+    async with send:
+        try:
+            async for chunk in request.stream():
+                total += len(chunk)
+                if limit is not None and total > limit + FRAMING_SLACK:
+                    raise BodyTooLarge(f"body over the server's limit of {limit} bytes")
+                batch += chunk
+                if len(batch) >= BATCH:
+                    await send.send(bytes(batch))
+                    batch.clear()
+            await send.send(bytes(batch))
+            await send.send(None)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as err:
+            await send.send(err)
+
+
+def _chunks(form: ContentField, receive: MemoryObjectReceiveStream[Item]) -> Iterator[bytes]:
+    while True:
+        item = anyio.from_thread.run(receive.receive)
+        if item is None:
+            break
+        if isinstance(item, Exception):
+            raise item
+        yield from form.feed(item)
+    form.close()

@@ -1,0 +1,86 @@
+"""The node calls: list children, info, create, update, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..errors import InvalidInput
+from ..remotes.base import ARTIFACT, FOLDER
+from .context import context, field, int_query, pagination, query, read_json, run, user_of
+
+TYPES_BY_STORAGE = {0: FOLDER, 2: ARTIFACT}
+MAX_PAGE = 10000
+
+
+async def list_nodes(request: Request) -> Response:
+    user = await user_of(request)
+    parent = query(request, "parent")
+    kind = request.query_params.get("type") or None
+    page = int_query(request, "page", 1, 1 << 30)
+    size = int_query(request, "size", 1000, MAX_PAGE)
+    nodes, total = await run(context(request).store.list_nodes, user, parent, kind, page, size)
+    body = {"data": [n.to_api() for n in nodes], "pagination": pagination(page, size, total)}
+    return JSONResponse(body)
+
+
+async def node_info(request: Request) -> Response:
+    user = await user_of(request)
+    node = await run(context(request).store.node_info, user, query(request, "node"))
+    return JSONResponse(node.to_api())
+
+
+async def create_node(request: Request) -> Response:
+    user = await user_of(request)
+    data = await read_json(request)
+    args = (
+        field(data, "parent", str),
+        field(data, "name", str),
+        _type(data),
+        _labels(data.get("labels")),
+        field(data, "description", str, ""),
+        field(data, "extra", str, "{}"),
+    )
+    node_id = await run(context(request).store.create_node, user, *args)
+    return JSONResponse({"id": node_id})
+
+
+async def update_node(request: Request) -> Response:
+    user = await user_of(request)
+    data = await read_json(request)
+    path = field(data, "node", str)
+    changes = {k: v for k, v in data.items() if k != "node"}
+    for name in ("name", "description", "extra"):
+        if name in changes:
+            field(changes, name, str)
+    if "labels" in changes:
+        changes["labels"] = _labels(changes["labels"])
+    node = await run(context(request).store.update_node, user, path, changes)
+    return JSONResponse(node.to_api())
+
+
+async def delete_node(request: Request) -> Response:
+    user = await user_of(request)
+    path = field(await read_json(request), "node", str)
+    await run(context(request).store.delete_node, user, path)
+    return JSONResponse({})
+
+
+def _type(data: dict[str, Any]) -> str:
+    """The node type from ``type``, else from T9k's ``storageType``."""
+    if data.get("type") is not None:
+        return field(data, "type", str)
+    storage = data.get("storageType", 0)
+    if storage not in TYPES_BY_STORAGE or isinstance(storage, bool):
+        raise InvalidInput("field 'storageType' must be 0 (Folder) or 2 (Artifact)")
+    return TYPES_BY_STORAGE[storage]
+
+
+def _labels(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput("field 'labels' must be a list of strings")
+    return value
