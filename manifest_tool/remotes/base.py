@@ -112,7 +112,7 @@ class Upload:
     key: str
     md5: str
     size: int
-    source: Path | None = None
+    source: str | Path | None = None
     data: bytes | None = field(default=None, repr=False)
 
 

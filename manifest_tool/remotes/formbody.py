@@ -23,7 +23,7 @@ class FormBody:
     def __init__(
         self,
         key: str,
-        source: Path | None,
+        source: str | Path | None,
         data: bytes | None,
         offset: int = 0,
         length: int | None = None,
@@ -56,12 +56,12 @@ class FormBody:
         yield self.tail
 
 
-def file_size(path: Path | None) -> int:
+def file_size(path: str | Path | None) -> int:
     assert path is not None, "an Upload has a source or data"
     return os.stat(path).st_size  # callers may pass a str path
 
 
-def _file_range(path: Path | None, offset: int, length: int) -> Iterator[bytes]:
+def _file_range(path: str | Path | None, offset: int, length: int) -> Iterator[bytes]:
     assert path is not None, "an Upload has a source or data"
     with open(path, "rb") as fh:
         fh.seek(offset)

@@ -86,7 +86,7 @@ class LocalRemote:
         self.store.close()
 
 
-def _read(path: Path | None) -> Iterator[bytes]:
+def _read(path: str | Path | None) -> Iterator[bytes]:
     assert path is not None, "an Upload has a source or data"
     with open(path, "rb") as fh:
         while chunk := fh.read(READ_BLOCK):
