@@ -1,0 +1,322 @@
+"""Load a manifest: read, parse with positions, render templates, validate, freeze.
+
+Every problem found is collected and reported at once, each as
+``FILE:LINE:COL: $.json.path: message``; nothing is half-loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, get_args
+
+from jsonschema import Draft202012Validator
+
+from .errors import InvalidInput, ManifestInvalid
+from .model import ArtifactSpec, Manifest, ObjectKind, ObjectSpec
+from .paths import resolve_obj_path
+from .schema_messages import schema_messages
+from .sources import check_exclude, check_glob, glob_folder
+from .templating import render
+from .yamlpos import Document, JsonPath, Pos, YamlSyntaxError, format_path, parse
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "manifest.schema.json"
+KINDS: tuple[ObjectKind, ...] = get_args(ObjectKind)
+_LOCAL_PATH_FIELDS = ("file", "dir", "glob", "base")
+
+
+def schema_text() -> str:
+    """The manifest's JSON Schema, as shipped."""
+    return SCHEMA_PATH.read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_text()))
+
+
+class _Problems:
+    """Problems found so far, each with its position, reported sorted by line."""
+
+    def __init__(self, shown: str, doc: Document) -> None:
+        self.shown = shown
+        self.doc = doc
+        self.items: set[tuple[Pos, str]] = set()
+
+    def add(self, pos: Pos, path: JsonPath, message: str) -> None:
+        self.items.add((pos, f"{format_path(path)}: {message}"))
+
+    def at_value(self, path: JsonPath, message: str) -> None:
+        self.add(self.doc.value_pos(path), path, message)
+
+    def at_key(self, path: JsonPath, message: str) -> None:
+        self.add(self.doc.key_pos(path), path, message)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            lines = [f"{self.shown}:{ln}:{col}: {msg}" for (ln, col), msg in sorted(self.items)]
+            raise ManifestInvalid(lines)
+
+
+def load_manifest(
+    path: Path, overrides: Mapping[str, str] = {}, env: Mapping[str, str] | None = None
+) -> Manifest:
+    """The manifest at ``path``, rendered and validated; ManifestInvalid lists every problem."""
+    shown = str(path)
+    doc = _parse(shown, _read(path))
+    problems = _Problems(shown, doc)
+    for pos, at, message in doc.problems:
+        problems.add(pos, at, message)
+    failed: set[JsonPath] = set()
+    data, final_vars = _render_document(doc.data, overrides, env, problems, failed)
+    for error in _validator().iter_errors(data):
+        at = tuple(error.absolute_path)
+        if not any(at[: len(bad)] == bad for bad in failed):
+            for where, message in schema_messages(error):
+                problems.at_key(where, message)
+    problems.raise_if_any()
+    _check_semantics(data, problems)
+    problems.raise_if_any()
+    return _freeze(Path(os.path.abspath(path)), data, final_vars, doc)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise ManifestInvalid(
+            [f"{path}: cannot read manifest: {reason} (create it or pass -f FILE)"]
+        ) from None
+
+
+def _parse(shown: str, text: str) -> Document:
+    try:
+        return parse(text)
+    except YamlSyntaxError as err:
+        line, col = err.pos
+        raise ManifestInvalid([f"{shown}:{line}:{col}: {err.message}"]) from None
+
+
+# --- rendering -------------------------------------------------------------------------
+
+
+def _render_document(
+    data: object,
+    overrides: Mapping[str, str],
+    env: Mapping[str, str] | None,
+    problems: _Problems,
+    failed: set[JsonPath],
+) -> tuple[object, dict[str, str]]:
+    """``data`` with every string rendered, and the final variables."""
+    if not isinstance(data, dict):
+        return data, dict(overrides)
+    environ = dict(os.environ if env is None else env)
+    final_vars = _render_vars(data.get("vars"), overrides, environ, problems, failed)
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        if key == "vars" and isinstance(value, dict):
+            out[key] = {name: final_vars.get(name, raw) for name, raw in value.items()}
+        else:
+            out[key] = _render_tree(value, (key,), environ, final_vars, problems, failed)
+    return out, final_vars
+
+
+def _render_vars(
+    raw: object,
+    overrides: Mapping[str, str],
+    environ: dict[str, str],
+    problems: _Problems,
+    failed: set[JsonPath],
+) -> dict[str, str]:
+    """Variables in file order, each rendered with the ones before it; overrides win."""
+    scope = dict(overrides)  # overrides are visible to every variable, before and after
+    final: dict[str, str] = {}
+    for name, value in raw.items() if isinstance(raw, dict) else ():
+        if name in overrides:
+            final[name] = overrides[name]
+        elif isinstance(value, str):
+            try:
+                scope[name] = final[name] = render(value, environ, scope)
+            except InvalidInput as err:
+                problems.at_value(("vars", name), str(err))
+                failed.add(("vars", name))
+    for name, value in overrides.items():
+        final.setdefault(name, value)
+    return final
+
+
+def _render_tree(
+    value: object,
+    path: JsonPath,
+    environ: dict[str, str],
+    variables: dict[str, str],
+    problems: _Problems,
+    failed: set[JsonPath],
+) -> object:
+    if isinstance(value, str):
+        try:
+            return render(value, environ, variables)
+        except InvalidInput as err:
+            problems.at_value(path, str(err))
+            failed.add(path)
+            return value
+    if isinstance(value, dict):
+        return {
+            k: _render_tree(v, (*path, k), environ, variables, problems, failed)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _render_tree(v, (*path, i), environ, variables, problems, failed)
+            for i, v in enumerate(value)
+        ]
+    return value
+
+
+# --- checks the schema cannot express --------------------------------------------------
+
+
+def _check_semantics(data: Any, problems: _Problems) -> None:
+    names: dict[str, int] = {}
+    for i, artifact in enumerate(data["artifacts"]):
+        name = artifact["name"]
+        if name in names:
+            first = problems.doc.value_pos(("artifacts", names[name], "name"))[0]
+            problems.at_value(
+                ("artifacts", i, "name"),
+                f"duplicate artifact name '{name}' (first on line {first}; names must be unique)",
+            )
+        else:
+            names[name] = i
+        _check_objects(i, artifact["objects"], problems)
+
+
+def _check_objects(i: int, objects: list[dict[str, Any]], problems: _Problems) -> None:
+    claimed: dict[str, tuple[str, str, int]] = {}  # key -> kind, source, line
+    for j, obj in enumerate(objects):
+        at: JsonPath = ("artifacts", i, "objects", j)
+        kind = next(k for k in KINDS if k in obj)
+        for field in _LOCAL_PATH_FIELDS:
+            if field in obj and (message := _local_path_problem(field, obj[field])):
+                problems.at_value((*at, field), message)
+        for k, pattern in enumerate(obj.get("exclude", ())):
+            _report(problems, (*at, "exclude", k), check_exclude, pattern)
+        key = _object_key(kind, obj, at, problems)
+        if key is not None:
+            _claim(claimed, key, kind, obj[kind], at, problems)
+
+
+def _object_key(kind: str, obj: dict[str, Any], at: JsonPath, problems: _Problems) -> str | None:
+    """The key a file or reference lands at (None for dir and glob, or when invalid)."""
+    where = (*at, "obj_path") if "obj_path" in obj else (*at, kind)
+    if kind == "glob":
+        _report(problems, (*at, "glob"), check_glob, obj["glob"])
+        _report(problems, where, glob_folder, obj.get("obj_path"))
+        return None
+    try:
+        key = resolve_obj_path(obj[kind], obj.get("obj_path"))
+    except InvalidInput as err:
+        problems.at_value(where, str(err))
+        return None
+    return key if kind in ("file", "reference") else None
+
+
+def _claim(
+    claimed: dict[str, tuple[str, str, int]],
+    key: str,
+    kind: str,
+    source: str,
+    at: JsonPath,
+    problems: _Problems,
+) -> None:
+    line = problems.doc.value_pos(at)[0]
+    if key not in claimed:
+        claimed[key] = (kind, source, line)
+        return
+    other_kind, other_source, other_line = claimed[key]
+    if other_kind != kind:
+        message = (
+            f"object path '{key}' is both a {other_kind} ({other_source!r}, line {other_line}) "
+            f"and a {kind} (a path is a file or a reference, never both: change one obj_path)"
+        )
+    else:
+        message = (
+            f"object path '{key}' is already used by {other_kind} {other_source!r} on line "
+            f"{other_line} (give one of them another obj_path)"
+        )
+    problems.at_value(at, message)
+
+
+def _report(problems: _Problems, at: JsonPath, check: Any, value: Any) -> None:
+    try:
+        check(value)
+    except InvalidInput as err:
+        problems.at_value(at, str(err))
+
+
+def _local_path_problem(field: str, value: str) -> str | None:
+    hint = "paths are relative to the manifest's directory"
+    if not value:
+        return f"{field} is empty ({hint})"
+    if value.startswith(("/", "\\")) or os.path.isabs(value):
+        return f"'{value}' is absolute ({hint})"
+    normal = posixpath.normpath(value.replace("\\", "/"))
+    if normal == ".." or normal.startswith("../") or (field == "glob" and ".." in value.split("/")):
+        return f"'{value}' leaves the manifest's directory ({hint})"
+    return None
+
+
+# --- the frozen result -----------------------------------------------------------------
+
+
+def _freeze(path: Path, data: Any, final_vars: dict[str, str], doc: Document) -> Manifest:
+    defaults = data.get("defaults", {})
+    artifacts = tuple(
+        _artifact(raw, defaults, ("artifacts", i), doc) for i, raw in enumerate(data["artifacts"])
+    )
+    remote_url = data.get("remote", {}).get("url")
+    return Manifest(path=path, artifacts=artifacts, remote_url=remote_url, vars=final_vars)
+
+
+def _artifact(
+    raw: dict[str, Any], defaults: dict[str, Any], at: JsonPath, doc: Document
+) -> ArtifactSpec:
+    def pick(key: str, fallback: Any) -> Any:
+        return raw.get(key, defaults.get(key, fallback))
+
+    objects = tuple(
+        _object(obj, defaults, (*at, "objects", j), doc) for j, obj in enumerate(raw["objects"])
+    )
+    return ArtifactSpec(
+        name=raw["name"],
+        folder=pick("folder", "default"),
+        make_folder=pick("make_folder", False),
+        conflict_strategy=pick("conflict_strategy", "new"),
+        description=raw.get("description", ""),
+        labels=tuple(raw.get("labels", ())),
+        alternative_name=raw.get("alternative_name"),
+        objects=objects,
+        line=doc.value_pos(at)[0],
+    )
+
+
+def _object(
+    raw: dict[str, Any], defaults: dict[str, Any], at: JsonPath, doc: Document
+) -> ObjectSpec:
+    kind: ObjectKind = next(k for k in KINDS if k in raw)
+    return ObjectSpec(
+        kind=kind,
+        source=raw[kind],
+        obj_path=raw.get("obj_path"),
+        exclude=tuple(raw.get("exclude", ())),
+        base=raw.get("base"),
+        if_no_files_found=raw.get("if_no_files_found", "error"),
+        symlinks=raw.get("symlinks", defaults.get("symlinks", "follow")),
+        hidden=raw.get("hidden", defaults.get("hidden", "include")),
+        line=doc.value_pos(at)[0],
+    )

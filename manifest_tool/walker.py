@@ -1,0 +1,118 @@
+"""The directory walk behind dir and glob objects: one os.scandir recursion.
+
+Symlinks and hidden names are handled per the object's policy; a followed link that
+leads back into the walk's own ancestry is reported, not followed forever.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+
+from .model import LocalFile
+
+_NOTHING: frozenset[str] = frozenset()
+_Dir = tuple[str, str, str, tuple[str, ...]]  # path, key prefix, realpath, link parents
+
+
+@dataclass
+class Walker:
+    """One directory walk's policies, and the problems and warnings it found."""
+
+    root_real: str  # realpath of the manifest's directory
+    skip_at_root: frozenset[str]  # .em, the lock file, the manifest
+    symlinks: str
+    hide: bool
+    key_top: str  # the key prefix of the files below the walk's top
+    shown_top: str  # the walk's top as messages name it: relative to the manifest
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def walk(self, top: str) -> list[LocalFile]:
+        """Every file below ``top``, keyed ``key_top`` + its path below top."""
+        found: list[LocalFile] = []
+        stack: list[_Dir] = [(top, self.key_top, os.path.realpath(top), ())]
+        while stack:
+            directory = stack.pop()
+            try:
+                self._scan(directory, found, stack)
+            except OSError as err:
+                self.problems.append(
+                    f"cannot read directory '{self._shown(directory[1]) or '.'}': "
+                    f"{err.strerror} (check its permissions)"
+                )
+        return found
+
+    def _scan(self, directory: _Dir, found: list[LocalFile], stack: list[_Dir]) -> None:
+        """One directory's files into ``found``, its subdirectories onto ``stack``.
+
+        The hot loop: LocalFiles are built here, where each entry is seen once, with
+        one lstat per file and nothing but string concatenation for its key.
+        """
+        path, rel, real, link_parents = directory
+        skip = self.skip_at_root if real == self.root_real else _NOTHING
+        hide = self.hide
+        add = found.append
+        new = tuple.__new__  # LocalFile._make without its Python frame: 2.5x faster per file
+        with os.scandir(path) as entries:
+            for entry in entries:
+                name = entry.name
+                if name in skip or (hide and name[0] == "."):
+                    continue
+                if entry.is_file(follow_symlinks=False):
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # deleted since the directory was read: not declared
+                    row = (rel + name, entry.path, st.st_size, st.st_mtime_ns, st.st_ino)
+                    add(new(LocalFile, row))
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, f"{rel}{name}/", f"{real}/{name}", link_parents))
+                elif entry.is_symlink():
+                    self._link(entry, rel, (*link_parents, real), found, stack)
+                else:
+                    self.warnings.append(f"skipped '{self._shown(rel + name)}': not a file")
+
+    def _shown(self, key: str) -> str:
+        return self.shown_top + key[len(self.key_top) :]
+
+    def _link(
+        self,
+        entry: os.DirEntry[str],
+        parent_rel: str,
+        parents: tuple[str, ...],
+        found: list[LocalFile],
+        stack: list[_Dir],
+    ) -> None:
+        rel = parent_rel + entry.name
+        shown = self._shown(rel)
+        if self.symlinks == "skip":
+            return
+        if self.symlinks == "error":
+            self.problems.append(f"'{shown}' is a symlink (remove it, or set symlinks: skip)")
+            return
+        target = os.path.realpath(entry.path)
+        try:
+            st = os.stat(entry.path)
+        except OSError:
+            self.problems.append(f"symlink '{shown}' is broken (fix or remove it)")
+            return
+        if self.symlinks == "follow" and not inside(target, self.root_real):
+            self.problems.append(
+                f"symlink '{shown}' points to '{target}', outside the manifest's directory "
+                "(set symlinks: follow-external to allow it, or symlinks: skip)"
+            )
+        elif stat.S_ISDIR(st.st_mode):
+            if any(inside(p, target) for p in parents):
+                self.problems.append(f"symlink '{shown}' loops back to '{target}' (remove it)")
+            else:
+                stack.append((entry.path, rel + "/", target, parents))
+        elif stat.S_ISREG(st.st_mode):
+            found.append(LocalFile(rel, entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
+        else:
+            self.warnings.append(f"skipped '{shown}': not a file")
+
+
+def inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")

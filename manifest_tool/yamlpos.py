@@ -1,0 +1,124 @@
+"""YAML parsed into plain data plus where every key and value sits in the file.
+
+PyYAML's ``construct`` loses positions and silently keeps the last of duplicate
+keys, so the node tree is walked here instead: scalars are still constructed by
+SafeLoader (same types as ``yaml.safe_load``), mappings and sequences by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+JsonPath = tuple[str | int, ...]
+Pos = tuple[int, int]  # 1-based line and column
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class YamlSyntaxError(Exception):
+    """The text is not YAML; ``pos`` is where the parser gave up."""
+
+    def __init__(self, pos: Pos, message: str) -> None:
+        self.pos = pos
+        self.message = message
+        super().__init__(f"{pos[0]}:{pos[1]}: {message}")
+
+
+@dataclass
+class Document:
+    """A parsed document: ``data`` and the positions of its values and keys."""
+
+    data: object = None
+    values: dict[JsonPath, Pos] = field(default_factory=dict)
+    keys: dict[JsonPath, Pos] = field(default_factory=dict)
+    problems: list[tuple[Pos, JsonPath, str]] = field(default_factory=list)
+
+    def value_pos(self, path: JsonPath) -> Pos:
+        """Where the value at ``path`` (or its nearest existing parent) starts."""
+        while path not in self.values and path:
+            path = path[:-1]
+        return self.values.get(path, (1, 1))
+
+    def key_pos(self, path: JsonPath) -> Pos:
+        """Where the key naming ``path`` starts, else where its value does."""
+        return self.keys.get(path) or self.value_pos(path)
+
+
+def parse(text: str) -> Document:
+    """The document in ``text``; YamlSyntaxError if it is not YAML."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        doc = Document()
+        if node is not None:
+            doc.data = _build(loader, node, (), doc)
+        return doc
+    except yaml.MarkedYAMLError as err:
+        raise YamlSyntaxError(_pos(err.problem_mark), _syntax_message(err)) from None
+    except yaml.YAMLError as err:
+        raise YamlSyntaxError((1, 1), str(err)) from None
+    finally:
+        loader.dispose()
+
+
+def format_path(path: JsonPath) -> str:
+    """``$.artifacts[0].objects[1].file`` style."""
+    out = ["$"]
+    for part in path:
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        elif _IDENTIFIER.match(part):
+            out.append(f".{part}")
+        else:
+            out.append(f"[{part!r}]")
+    return "".join(out)
+
+
+def _build(loader: yaml.SafeLoader, node: yaml.Node, path: JsonPath, doc: Document) -> object:
+    doc.values[path] = _pos(node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        return _build_mapping(loader, node, path, doc)
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(loader, item, (*path, i), doc) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _build_mapping(
+    loader: yaml.SafeLoader, node: yaml.MappingNode, path: JsonPath, doc: Document
+) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key_node, value_node in node.value:
+        pos = _pos(key_node.start_mark)
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            doc.problems.append(
+                (pos, path, "merge keys (<<) are not supported: write the keys out")
+            )
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            doc.problems.append((pos, path, f"key {key!r} is not a string (quote it)"))
+            continue
+        if key in out:
+            first = doc.keys[(*path, key)]
+            message = f"duplicate key '{key}' (first on line {first[0]}; keep one)"
+            doc.problems.append((pos, (*path, key), message))
+            continue
+        doc.keys[(*path, key)] = pos
+        out[key] = _build(loader, value_node, (*path, key), doc)
+    return out
+
+
+def _pos(mark: yaml.Mark | None) -> Pos:
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+def _syntax_message(err: yaml.MarkedYAMLError) -> str:
+    message = err.problem or "invalid YAML"
+    if err.context and err.context_mark is not None:
+        message += f" ({err.context} on line {err.context_mark.line + 1})"
+    if "expected <block end>" in message or "mapping values are not allowed" in message:
+        message += ": check the indentation"  # PyYAML's wording hides the usual cause
+    return message
