@@ -15,14 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import Staged, save_staged
+from .cache import save_staged
 from .errors import ChecksumMismatch, ManifestToolError
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
 from .plan import UPLOADING, ArtifactPlan, Desired, Plan
-from .planner import stat_rows_of
+from .planner import snapshot
 from .publish import (
-    Target, claim_node, history_entry, object_changes, open_node, seal, upload_all,
+    Target,
+    claim_node,
+    history_entry,
+    object_changes,
+    open_node,
+    seal,
+    upload_all,
 )
 from .remotes.base import Node, Remote, Upload
 from .transfer import put_metadata
@@ -66,11 +72,20 @@ class Applier:
         result = Applied(ap.name, ap.action, ap.path, staged=staged)
         remote_record: dict[str, str] | None = None
         if ap.action in UPLOADING:
+            self._claim_identity(d)
             result, remote_record = self._publish(ap, result)
         elif ap.action == "metadata":
             remote_record = self._metadata(ap)
         self._record(d, remote_record, ap)
         return result
+
+    def _claim_identity(self, d: Desired) -> None:
+        """Lock the identity before the remote sees it, so that an apply interrupted
+        mid-upload resumes its own node next time instead of meeting it as a stranger."""
+        old = self.lock.get(d.spec.name)
+        if old is None or old.alternativeName != d.alternative_name:
+            self.lock[d.spec.name] = LockEntry(d.alternative_name, d.created_timestamp)
+            write_lock(self.lock_file, self.lock)
 
     def _publish(self, ap: ArtifactPlan, result: Applied) -> tuple[Applied, dict[str, str] | None]:
         d, spec = ap.desired, ap.desired.spec
@@ -187,10 +202,7 @@ def stage_local(d: Desired, cache_dir: Path) -> int:
         write_yaml_atomic(root / "references.yaml", refs)
     else:
         (root / "references.yaml").unlink(missing_ok=True)
-    save_staged(cache_dir, d.spec.name, Staged(
-        d.alternative_name, d.digest, stat_rows_of(d), tuple(h.md5 for h in d.files),
-        tuple((r.key, r.uri) for r in d.references),
-    ))
+    save_staged(cache_dir, d.spec.name, snapshot(d))
     return len(todo) + len(d.local.remove)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import marshal
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,15 +39,22 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path) -> tuple[Any, int]:
+    """The cache's data and its file's mtime_ns (None, 0 when absent or unusable).
+
+    The mtime guards against "racily clean" entries, as git's index does: a file
+    whose mtime is not older than the cache may have changed again within the same
+    clock tick without changing its stat, so such entries are not trusted.
+    """
     try:
         with open(path, "rb") as fh, gc_paused():
+            written = os.fstat(fh.fileno()).st_mtime_ns
             data = marshal.load(fh)
     except (OSError, EOFError, ValueError, TypeError):
-        return None
+        return None, 0
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        return None
-    return data
+        return None, 0
+    return data, written
 
 
 class HashCache:
@@ -55,18 +63,19 @@ class HashCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._entries: dict[str, tuple[int, int, int, str]] | None = None
+        self._written_ns = 0
         self.dirty = False
 
     @property
     def entries(self) -> dict[str, tuple[int, int, int, str]]:
         if self._entries is None:
-            data = _load(self.path)
+            data, self._written_ns = _load(self.path)
             self._entries = data["entries"] if data else {}
         return self._entries
 
     def get(self, source: str, stat: Stat) -> str | None:
         entry = self.entries.get(source)
-        if entry is not None and entry[:3] == stat:
+        if entry is not None and entry[:3] == stat and stat[1] < self._written_ns:
             return entry[3]
         return None
 
@@ -96,6 +105,10 @@ class Staged:
     stats: tuple[StatRow, ...]
     md5s: tuple[str, ...]
     references: tuple[tuple[str, str], ...]
+    written_ns: int = 0  # the index file's mtime; rows as new or newer are not trusted
+
+    def trusted(self, row: StatRow) -> bool:
+        return row[3] < self.written_ns
 
 
 def staged_path(cache_dir: Path, name: str) -> Path:
@@ -103,7 +116,7 @@ def staged_path(cache_dir: Path, name: str) -> Path:
 
 
 def load_staged(cache_dir: Path, name: str) -> Staged | None:
-    data = _load(staged_path(cache_dir, name))
+    data, written = _load(staged_path(cache_dir, name))
     if data is None:
         return None
     try:
@@ -113,6 +126,7 @@ def load_staged(cache_dir: Path, name: str) -> Staged | None:
             tuple(data["stats"]),
             tuple(data["md5s"]),
             tuple(data["references"]),
+            written,
         )
     except (KeyError, TypeError):
         return None

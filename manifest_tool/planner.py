@@ -62,13 +62,18 @@ def desired_state(
     rows = stat_rows(expansion)
     refs = tuple((r.key, r.uri) for r in expansion.references)
     usable = staged if staged and staged.alternative_name == alt and local_dir.is_dir() else None
-    if usable is not None and usable.stats == rows and usable.references == refs:
+    if (
+        usable is not None
+        and usable.stats == rows
+        and usable.references == refs
+        and max((r[3] for r in rows), default=0) < usable.written_ns
+    ):
         files = tuple(HashedFile(f, m) for f, m in zip(expansion.files, usable.md5s, strict=True))
         digest, local = usable.digest, LocalChanges()
     else:
         files = _hash_files(expansion, usable, hashes)
         digest = content_digest(_objects(files, expansion))
-        local = _local_changes(rows, usable)
+        local = _local_changes(files, usable)
     return Desired(
         spec=spec,
         folder=absolute_folder(spec.folder, user),
@@ -85,7 +90,10 @@ def desired_state(
 def _hash_files(
     expansion: Expansion, staged: Staged | None, hashes: HashCache
 ) -> tuple[HashedFile, ...]:
-    known = {row: md5 for row, md5 in zip(staged.stats, staged.md5s, strict=True)} if staged else {}
+    known = {}
+    if staged is not None:
+        pairs = zip(staged.stats, staged.md5s, strict=True)
+        known = {row: md5 for row, md5 in pairs if staged.trusted(row)}
     buf = bytearray(1024 * 1024)
     out = []
     for f in expansion.files:
@@ -105,15 +113,46 @@ def _objects(files: tuple[HashedFile, ...], expansion: Expansion) -> list[dict[s
     return objs + [{"path": r.key, "uri": r.uri} for r in expansion.references]
 
 
-def _local_changes(rows: tuple[StatRow, ...], staged: Staged | None) -> LocalChanges:
+def _local_changes(files: tuple[HashedFile, ...], staged: Staged | None) -> LocalChanges:
+    """By content: a touched file, or the same bytes saved anew, is no local change."""
     if staged is None:
-        return LocalChanges(add=tuple(r[0] for r in rows))
-    old = {r[0]: r for r in staged.stats}
-    new_keys = {r[0] for r in rows}
+        return LocalChanges(add=tuple(h.file.key for h in files))
+    old = {row[0]: (row[1], md5) for row, md5 in zip(staged.stats, staged.md5s, strict=True)}
+    new_keys = {h.file.key for h in files}
     return LocalChanges(
-        add=tuple(r[0] for r in rows if r[0] not in old),
-        update=tuple(r[0] for r in rows if r[0] in old and old[r[0]] != r),
+        add=tuple(h.file.key for h in files if h.file.key not in old),
+        update=tuple(
+            h.file.key
+            for h in files
+            if h.file.key in old and old[h.file.key] != (h.file.source, h.md5)
+        ),
         remove=tuple(sorted(k for k in old if k not in new_keys)),
+    )
+
+
+def snapshot(desired: Desired) -> Staged:
+    """The staged index that describes ``desired``'s local directory once in sync."""
+    return Staged(
+        desired.alternative_name,
+        desired.digest,
+        stat_rows_of(desired),
+        tuple(h.md5 for h in desired.files),
+        tuple((r.key, r.uri) for r in desired.references),
+    )
+
+
+def stale_snapshot(desired: Desired, staged: Staged | None) -> bool:
+    """In sync by content, but the index's stats are old (a touch): worth rewriting,
+    or every later plan would re-read the hash cache and recompute the digest."""
+    return (
+        staged is not None
+        and not desired.local
+        and staged.alternative_name == desired.alternative_name
+        and (
+            staged.stats != stat_rows_of(desired)
+            or staged.digest != desired.digest
+            or not all(staged.trusted(row) for row in staged.stats)
+        )
     )
 
 

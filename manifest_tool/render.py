@@ -84,5 +84,7 @@ def render_applied(results: Sequence[Applied], seconds: float) -> str:
             lines.append(f"{r.name}: staged {r.staged} local file(s); remote up to date")
     sent = sum(r.uploaded_bytes for r in results)
     count = sum(r.uploaded for r in results)
-    lines.append(f"Apply complete: {count} object(s) uploaded ({human_size(sent)}) in {seconds:.1f} s.")
+    lines.append(
+        f"Apply complete: {count} object(s) uploaded ({human_size(sent)}) in {seconds:.1f} s."
+    )
     return "\n".join(lines)

@@ -6,14 +6,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import HashCache, load_staged
+from .cache import HashCache, load_staged, save_staged
 from .config import resolve_remote_url
 from .errors import InvalidInput
 from .lockfile import LockEntry, lock_path, read_lock
 from .manifest import load_manifest
 from .model import ArtifactSpec, Expansion, Manifest
 from .plan import Desired, Plan
-from .planner import Identity, choose_identity, desired_state, plan_artifacts
+from .planner import (
+    Identity,
+    choose_identity,
+    desired_state,
+    plan_artifacts,
+    snapshot,
+    stale_snapshot,
+)
 from .remotes import Remote, open_remote
 from .sources import expand_all
 
@@ -77,6 +84,8 @@ def make_plan(
         desired[spec.name] = desired_state(
             spec, expansions[spec.name], identity, ws.user, staged, hashes, ws.artifacts_dir
         )
+        if stale_snapshot(desired[spec.name], staged):
+            save_staged(ws.cache_dir, spec.name, snapshot(desired[spec.name]))
     hashes.save()
     warnings = tuple(w for e in expansions.values() for w in e.warnings)
     return Plan(

@@ -23,7 +23,7 @@ from .common import gather, manifest_options
 @click.option("--workers", default=4, show_default=True, help="Parallel uploads.")
 @click.pass_context
 @handle_errors
-def apply_command(ctx: click.Context, planfile: Path | None, workers: int, **kw: object) -> None:
+def apply_command(ctx: click.Context, /, planfile: Path | None, workers: int, **kw: object) -> None:
     """Upload what changed so the remote matches the manifest (a second run does nothing)."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     started = time.monotonic()

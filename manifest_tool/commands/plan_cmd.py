@@ -22,8 +22,9 @@ from .common import gather, manifest_options
 @click.option("--verbose", "-v", is_flag=True, help="List every object path, unfolded.")
 @click.pass_context
 @handle_errors
-def plan_command(ctx: click.Context, out: Path | None, detailed_exitcode: bool,
-                 verbose: bool, **kw: object) -> None:
+def plan_command(
+    ctx: click.Context, /, out: Path | None, detailed_exitcode: bool, verbose: bool, **kw: object
+) -> None:
     """Show what differs between the manifest, the local state and the remote."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     ws = open_workspace(opts.manifest, opts.vars, opts.remote)

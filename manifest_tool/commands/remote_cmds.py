@@ -38,7 +38,7 @@ def _remote(opts: Options) -> tuple[Remote, dict[str, str]]:
 @click.argument("folder", required=False)
 @click.pass_context
 @handle_errors
-def ls_command(ctx: click.Context, folder: str | None, **kw: object) -> None:
+def ls_command(ctx: click.Context, /, folder: str | None, **kw: object) -> None:
     """List the nodes in FOLDER (default: your root folder) on the remote."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     remote, _ = _remote(opts)
@@ -62,7 +62,7 @@ def ls_command(ctx: click.Context, folder: str | None, **kw: object) -> None:
               help="Directory to write into (default: ./<name>).")
 @click.pass_context
 @handle_errors
-def pull_command(ctx: click.Context, name_or_path: str, dest: Path | None, **kw: object) -> None:
+def pull_command(ctx: click.Context, /, name_or_path: str, dest: Path | None, **kw: object) -> None:
     """Download an artifact (a manifest NAME or a remote PATH), verifying every checksum."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     remote, paths = _remote(opts)

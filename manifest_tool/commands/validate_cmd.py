@@ -14,7 +14,7 @@ from .common import gather, manifest_options
 @manifest_options
 @click.pass_context
 @handle_errors
-def validate_command(ctx: click.Context, **kw: object) -> None:
+def validate_command(ctx: click.Context, /, **kw: object) -> None:
     """Check the manifest and that every declared source exists; write nothing."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     manifest = load_manifest(opts.manifest, opts.vars)

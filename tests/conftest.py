@@ -1,0 +1,148 @@
+"""Shared fixtures: a manifest project in tmp_path, and the real CLI as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+USER = "alice"
+
+
+class Result(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+class Project:
+    """A directory holding a manifest and its data; paths are relative to ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def write(self, rel: str, data: bytes | str = b"") -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        return path
+
+    def manifest(self, text: str, name: str = "artifacts.yaml") -> Path:
+        return self.write(name, text)
+
+    @property
+    def store(self) -> Path:
+        """The embedded store a manifest without ``remote`` uses by default."""
+        return self.root / ".em" / "store"
+
+
+def tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """Every file below ``root`` (posix relative path -> bytes), but the names in ``skip``."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).as_posix() not in skip
+    }
+
+
+def store_rows(store: Path, sql: str, *params: object) -> list[sqlite3.Row]:
+    """Read the embedded store's SQLite database (read-only, safe while a writer runs)."""
+    conn = sqlite3.connect(f"file:{store / 'store.sqlite'}?mode=ro", uri=True, timeout=30)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def store_node(store: Path, path: str) -> dict[str, object] | None:
+    """A node's labels, description and extra (decoded), or None when absent."""
+    rows = store_rows(store, "SELECT labels, description, extra FROM nodes WHERE path = ?", path)
+    if not rows:
+        return None
+    row = rows[0]
+    return {
+        "labels": json.loads(row["labels"]),
+        "description": row["description"],
+        "extra": json.loads(row["extra"]),
+    }
+
+
+def store_objects(store: Path, path: str) -> dict[str, tuple[int, str, str]]:
+    """A node's objects: key -> (size, md5, blob)."""
+    rows = store_rows(
+        store,
+        "SELECT o.key, o.size, o.md5, o.blob FROM objects o JOIN nodes n"
+        " ON o.node_id = n.id WHERE n.path = ?",
+        path,
+    )
+    return {r["key"]: (r["size"], r["md5"], r["blob"]) for r in rows}
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a CLI run: our user, no remote, key or T9k config leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MANIFEST_TOOL_", "EM_"))}
+    env.pop("CI_PIPELINE_ID", None)  # the example manifest renders it
+    env.update(MANIFEST_TOOL_USER=USER, T9K_CONFIG=os.devnull + ".absent")
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> Result:
+    proc = subprocess.run(
+        [sys.executable, "-m", "manifest_tool", *args],
+        cwd=cwd,
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path / "project")
+
+
+class Cli:
+    """``cli("plan", "--json")`` runs ``python -m manifest_tool`` in the project."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+
+    def __call__(
+        self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> Result:
+        return run_cli(*args, cwd=cwd or self.cwd, env=env)
+
+
+@pytest.fixture
+def cli(project: Project) -> Cli:
+    return Cli(project.root)
+
+
+@pytest.fixture
+def api_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For in-process use of the Python API: the same user and no stray config."""
+    from manifest_tool import session
+
+    for key in list(os.environ):
+        if key.startswith(("MANIFEST_TOOL_", "EM_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("MANIFEST_TOOL_USER", USER)
+    monkeypatch.setenv("T9K_CONFIG", str(tmp_path / "no-t9k-config.yaml"))
+    monkeypatch.setenv("EM_ARTIFACT_PARENT_DIR", str(tmp_path / "api-em"))
+    session.reset()
+    yield
+    session.reset()
