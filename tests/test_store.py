@@ -221,7 +221,7 @@ def test_another_user_cannot_touch_alices_tree(store: Store, art: str) -> None:
         lambda: Multipart(store).start("bob", art, "big"),
     ]
     for call in calls:
-        with pytest.raises(PermissionDenied, match=r"^permission denied$"):
+        with pytest.raises(PermissionDenied, match=r"^permission denied: user .* may not touch /"):
             call()
     with pytest.raises(NodeNotFound):
         store.node_info("bob", node_id)  # nor by id

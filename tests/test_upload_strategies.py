@@ -133,7 +133,7 @@ def test_default_folder_is_made_on_first_use(em: Path) -> None:
 
 def test_uploading_into_another_users_tree_is_refused(em: Path) -> None:
     art = make("m", {"a.txt": b"a"})
-    with pytest.raises(PermissionDenied, match=r"^permission denied$"):
+    with pytest.raises(PermissionDenied, match=r"^permission denied: user .* may not touch /"):
         art.upload(folder="/bob/x", make_folder=True)
     assert art.remote == []
 
@@ -431,7 +431,7 @@ def test_another_user_cannot_read_the_first_users_artifact(
     monkeypatch.setenv("EM_ARTIFACT_PARENT_DIR", str(tmp_path / "bob-em"))
     session.reset()
     login(f"file:{tmp_path / 'store'}")
-    with pytest.raises(PermissionDenied, match=r"^permission denied$"):
+    with pytest.raises(PermissionDenied, match=r"^permission denied: user .* may not touch /"):
         load_artifact("/alice/cv/private")
     with pytest.raises(RemoteError, match="no artifact at /bob/cv/private"):
         load_artifact("cv/private")  # relative: below bob's own root

@@ -9,6 +9,7 @@ import click
 
 from ..cli import handle_errors
 from ..config import resolve_remote_url
+from ..errors import NodeNotFound
 from ..lockfile import lock_path, read_lock
 from ..manifest import load_manifest
 from ..remotes import Remote, absolute_folder, open_remote
@@ -43,7 +44,12 @@ def ls_command(ctx: click.Context, /, folder: str | None, **kw: object) -> None:
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     remote, _ = _remote(opts)
     path = absolute_folder(folder or "", remote.whoami()) if folder else f"/{remote.whoami()}"
-    nodes = remote.list_nodes(path)
+    try:
+        nodes = remote.list_nodes(path)
+    except NodeNotFound:
+        raise NodeNotFound(
+            path, f"no folder {path} on {remote.url} (list {path.rsplit('/', 1)[0] or '/'} to see)"
+        ) from None
     if opts.json:
         click.echo(json.dumps([n.to_api() for n in nodes], indent=2))
         return

@@ -66,7 +66,9 @@ class Store:
         """Canonical path, if ``user`` may touch it (their root and below)."""
         path = norm_path(path)
         if path.split("/")[1] != user:
-            raise PermissionDenied("permission denied")
+            raise PermissionDenied(
+                f"permission denied: user '{user}' may not touch {path} (only paths below /{user}/)"
+            )
         return path
 
     def _ensure_root(self, conn: sqlite3.Connection, user: str) -> None:
@@ -189,7 +191,7 @@ class Store:
     def delete_node(self, user: str, path: str) -> None:
         path = self._own(user, path)
         if path == f"/{user}":
-            raise PermissionDenied("permission denied")
+            raise PermissionDenied(f"permission denied: {path} is the user's root folder")
         with self.db.write() as conn:
             self._row(conn, path)
             sub = "path = ? OR substr(path, 1, ?) = ?"
