@@ -6,25 +6,28 @@ Every problem found is collected and reported at once, each as
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import posixpath
 from collections.abc import Mapping
+from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, get_args
-
-from jsonschema import Draft202012Validator
+from typing import TYPE_CHECKING, Any, get_args
 
 from .errors import InvalidInput, ManifestInvalid
+from .localdir import write_atomic
 from .model import ArtifactSpec, Manifest, ObjectKind, ObjectSpec
 from .paths import resolve_obj_path
-from .schema_messages import schema_messages
 from .sources import check_exclude, check_glob, glob_folder
 from .templating import render
 from .yamlpos import Document, JsonPath, Pos, YamlSyntaxError, format_path, parse
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "manifest.schema.json"
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+
 KINDS: tuple[ObjectKind, ...] = get_args(ObjectKind)
 _LOCAL_PATH_FIELDS = ("file", "dir", "glob", "base")
 
@@ -36,7 +39,42 @@ def schema_text() -> str:
 
 @lru_cache(maxsize=1)
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator  # 0.15 s: only when not known valid
+
     return Draft202012Validator(json.loads(schema_text()))
+
+
+def _known_valid_file(path: Path) -> Path:
+    return path.parent / ".em" / "cache" / "valid-manifest"
+
+
+def _fingerprint(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=repr) + schema_text()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _schema_problems(path: Path, data: Any, problems: _Problems, failed: set[JsonPath]) -> None:
+    """Validate against the schema, unless this exact rendered document (and schema)
+    passed last time: a no-op plan then never imports jsonschema."""
+    marker = _known_valid_file(path)
+    fingerprint = _fingerprint(data)
+    try:
+        if marker.read_text() == fingerprint:
+            return
+    except OSError:
+        pass
+    from .schema_messages import schema_messages
+
+    clean = True
+    for error in _validator().iter_errors(data):
+        clean = False
+        at = tuple(error.absolute_path)
+        if not any(at[: len(bad)] == bad for bad in failed):
+            for where, message in schema_messages(error):
+                problems.at_key(where, message)
+    if clean and not failed and marker.parent.is_dir():
+        with suppress(OSError):  # only a cache
+            write_atomic(marker, fingerprint.encode())
 
 
 class _Problems:
@@ -73,11 +111,7 @@ def load_manifest(
         problems.add(pos, at, message)
     failed: set[JsonPath] = set()
     data, final_vars = _render_document(doc.data, overrides, env, problems, failed)
-    for error in _validator().iter_errors(data):
-        at = tuple(error.absolute_path)
-        if not any(at[: len(bad)] == bad for bad in failed):
-            for where, message in schema_messages(error):
-                problems.at_key(where, message)
+    _schema_problems(Path(os.path.abspath(path)), data, problems, failed)
     problems.raise_if_any()
     _check_semantics(data, problems)
     problems.raise_if_any()

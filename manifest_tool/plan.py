@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -37,17 +39,28 @@ class LocalChanges:
 
 @dataclass(frozen=True)
 class Desired:
-    """One artifact as the manifest and the local files declare it, hashed."""
+    """One artifact as the manifest and the local files declare it, hashed.
+
+    The MD5s come from ``md5s`` on first use of ``files``: when the staged index
+    proves nothing changed (``in_sync``), a plan needs only the digest, and building
+    100,000 hashed-file values would cost more than the rest of the plan.
+    """
 
     spec: ArtifactSpec
     folder: str  # absolute: /<user>/...
     alternative_name: str
     created_timestamp: str
-    files: tuple[HashedFile, ...]
-    references: tuple[Reference, ...]
-    digest: str
-    local: LocalChanges
-    local_dir: Path
+    declared: tuple[LocalFile, ...]
+    md5s: Callable[[], Sequence[str]] = field(repr=False, compare=False)
+    references: tuple[Reference, ...] = ()
+    digest: str = ""
+    local: LocalChanges = LocalChanges()
+    local_dir: Path = Path()
+    in_sync: bool = False
+
+    @cached_property
+    def files(self) -> tuple[HashedFile, ...]:
+        return tuple(map(HashedFile, self.declared, self.md5s()))
 
     def objects(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = [
@@ -136,9 +149,7 @@ def read_saved(path: Path) -> dict[str, Any]:
 
 def saved_identities(saved: dict[str, Any]) -> dict[str, tuple[str, str]]:
     """The identities a saved plan chose, so a re-plan picks the same ones."""
-    return {
-        a["name"]: (a["alternativeName"], a["createdTimestamp"]) for a in saved["artifacts"]
-    }
+    return {a["name"]: (a["alternativeName"], a["createdTimestamp"]) for a in saved["artifacts"]}
 
 
 def check_fresh(saved: dict[str, Any], fresh: Plan, plan_file: Path) -> None:

@@ -7,13 +7,14 @@ it has not seen; the caller decides whether to keep the updated hash cache.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from operator import itemgetter
 from pathlib import Path
 
-from .artifact import new_identity
 from .cache import HashCache, Staged, StatRow
 from .hashing import content_digest, md5_file
+from .identity import new_identity
 from .lockfile import LockEntry
 from .model import ArtifactSpec, Expansion
 from .plan import ArtifactPlan, Desired, HashedFile, LocalChanges
@@ -39,15 +40,6 @@ def choose_identity(
     return alt, created
 
 
-def stat_rows(expansion: Expansion) -> tuple[StatRow, ...]:
-    """A LocalFile is its own stat row: (key, source, size, mtime_ns, inode)."""
-    return tuple(expansion.files)
-
-
-def stat_rows_of(desired: Desired) -> tuple[StatRow, ...]:
-    return tuple(h.file for h in desired.files)
-
-
 def desired_state(
     spec: ArtifactSpec,
     expansion: Expansion,
@@ -59,32 +51,35 @@ def desired_state(
 ) -> Desired:
     alt, created = identity
     local_dir = parent / alt
-    rows = stat_rows(expansion)
+    rows = expansion.files  # a LocalFile is its own stat row
     refs = tuple((r.key, r.uri) for r in expansion.references)
     usable = staged if staged and staged.alternative_name == alt and local_dir.is_dir() else None
-    if (
-        usable is not None
-        and usable.stats == rows
-        and usable.references == refs
-        and max((r[3] for r in rows), default=0) < usable.written_ns
-    ):
-        files = tuple(HashedFile(f, m) for f, m in zip(expansion.files, usable.md5s, strict=True))
-        digest, local = usable.digest, LocalChanges()
-    else:
-        files = _hash_files(expansion, usable, hashes)
-        digest = content_digest(_objects(files, expansion))
-        local = _local_changes(files, usable)
-    return Desired(
+    base = Desired(
         spec=spec,
         folder=absolute_folder(spec.folder, user),
         alternative_name=alt,
         created_timestamp=created,
-        files=files,
+        declared=rows,
+        md5s=tuple,
         references=expansion.references,
-        digest=digest,
-        local=local,
         local_dir=local_dir,
     )
+    if usable is not None and _unchanged(usable, rows, refs):
+        return replace(base, md5s=lambda: usable.md5s, digest=usable.digest, in_sync=True)
+    files = _hash_files(expansion, usable, hashes)
+    md5s = tuple(h.md5 for h in files)
+    return replace(
+        base,
+        md5s=lambda: md5s,
+        digest=content_digest(_objects(files, expansion)),
+        local=_local_changes(files, usable),
+    )
+
+
+def _unchanged(staged: Staged, rows: Sequence[StatRow], refs: tuple[tuple[str, str], ...]) -> bool:
+    """The fast path: the staged index holds exactly these rows, none racily clean."""
+    newest = max(map(itemgetter(3), rows), default=0)
+    return staged.references == refs and newest < staged.written_ns and staged.matches(rows)
 
 
 def _hash_files(
@@ -132,11 +127,11 @@ def _local_changes(files: tuple[HashedFile, ...], staged: Staged | None) -> Loca
 
 def snapshot(desired: Desired) -> Staged:
     """The staged index that describes ``desired``'s local directory once in sync."""
-    return Staged(
+    return Staged.build(
         desired.alternative_name,
         desired.digest,
-        stat_rows_of(desired),
-        tuple(h.md5 for h in desired.files),
+        desired.declared,
+        desired.md5s(),
         tuple((r.key, r.uri) for r in desired.references),
     )
 
@@ -146,10 +141,11 @@ def stale_snapshot(desired: Desired, staged: Staged | None) -> bool:
     or every later plan would re-read the hash cache and recompute the digest."""
     return (
         staged is not None
+        and not desired.in_sync
         and not desired.local
         and staged.alternative_name == desired.alternative_name
         and (
-            staged.stats != stat_rows_of(desired)
+            not staged.matches(desired.declared)
             or staged.digest != desired.digest
             or not all(staged.trusted(row) for row in staged.stats)
         )

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from .apply import Applied
 from .plan import ArtifactPlan, Plan
+
+if TYPE_CHECKING:
+    from .apply import Applied
 
 FOLD = 20
 SYMBOL = {
-    "create": "+", "new": "+", "update": "~", "metadata": "~", "replace": "-/+",
-    "skip": "!", "error": "x", "none": "*",
+    "create": "+",
+    "new": "+",
+    "update": "~",
+    "metadata": "~",
+    "replace": "-/+",
+    "skip": "!",
+    "error": "x",
+    "none": "*",
 }
 
 

@@ -15,13 +15,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from operator import attrgetter
 from pathlib import Path
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from .errors import InvalidInput, ManifestInvalid
 from .model import ArtifactSpec, Expansion, LocalFile, Manifest, ObjectSpec, Reference
 from .paths import RESERVED_ROOT_NAMES, check_key, join_key, resolve_obj_path
 from .walker import Walker, inside
+
+if TYPE_CHECKING:
+    import pathspec
 
 _WILDCARDS = frozenset("*?[\\")
 _KEY = attrgetter("key")
@@ -32,6 +34,8 @@ _MAX_CLASHES = 10  # a whole tree declared twice would otherwise print every fil
 
 
 def compile_patterns(lines: Iterable[str]) -> pathspec.PathSpec[pathspec.Pattern]:
+    import pathspec  # only manifests with globs need it: keep it off the no-op path
+
     return pathspec.PathSpec.from_lines("gitignore", lines)
 
 
@@ -62,6 +66,8 @@ def _include_test(pattern: str) -> Callable[[str], object]:
     """A fast test for one checked include pattern: its own regex, skipping PathSpec's
     per-call path normalisation (a third of the time on a large tree)."""
     compiled = compile_patterns([pattern]).patterns[0]
+    import pathspec
+
     if isinstance(compiled, pathspec.RegexPattern) and compiled.regex is not None:
         return compiled.regex.match
     return compiled.match_file

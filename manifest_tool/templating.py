@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import lru_cache
-
-import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING
 
 from .errors import InvalidInput
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 
 class TemplateEnv(dict[str, str]):
@@ -31,7 +32,13 @@ _MISSING_NAME = re.compile(r"^'(?P<name>.*)' is undefined$")
 
 @lru_cache(maxsize=1)
 def environment() -> SandboxedEnvironment:
-    """The shared environment (building one compiles its lexer, so build it once)."""
+    """The shared environment (building one compiles its lexer, so build it once).
+
+    Jinja2 is imported here, not at the top: a manifest without templates never
+    pays for it."""
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
     return SandboxedEnvironment(
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
     )
@@ -41,6 +48,8 @@ def render(text: str, env: Mapping[str, str], vars: Mapping[str, str]) -> str:
     """``text`` rendered with ``env`` and ``vars``; InvalidInput on any template error."""
     if "{" not in text:  # no delimiter: skip the compile, most values are plain
         return text
+    import jinja2
+
     try:
         template = environment().from_string(text)
         return template.render(env=TemplateEnv(env), vars=TemplateVars(vars))
