@@ -1,0 +1,130 @@
+"""plan, apply, ls and pull behave the same on the embedded store and over HTTP.
+
+Every test runs twice: against ``file:`` (the embedded store) and against the real
+server on a loopback port, with the same assertions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import USER, Project, Result, cli_env, run_cli, tree
+from serverutil import running_server
+
+MANIFEST = """version: 1
+artifacts:
+  - name: ds
+    labels: [a]
+    folder: cv/data
+    make_folder: true
+    objects:
+      - dir: data
+        obj_path: files
+      - reference: https://example.org/raw.tar.gz
+"""
+
+
+@dataclass
+class Remote:
+    url: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    with running_server(tmp_path_factory.mktemp("srv"), users=[USER]) as server:
+        yield server.url, server.keys[USER]
+
+
+@pytest.fixture(params=["file", "http"])
+def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
+    if request.param == "file":
+        return Remote(f"file:{tmp_path / 'store'}", cli_env())
+    url, key = request.getfixturevalue("http_server")
+    return Remote(url, cli_env(MANIFEST_TOOL_API_KEY=key))
+
+
+@pytest.fixture
+def ds(project: Project, remote: Remote) -> Project:
+    # Each test gets its own folder on the shared server: the node path is per test.
+    project.manifest(MANIFEST.replace("cv/data", f"cv/{project.root.parent.name}"))
+    project.write("data/a.txt", "alpha")
+    project.write("data/sub/b.bin", bytes(range(256)) * 64)
+    return project
+
+
+def run(ds: Project, remote: Remote, *args: str) -> Result:
+    return run_cli(*args, "--remote", remote.url, cwd=ds.root, env=remote.env)
+
+
+def ok(result: Result) -> str:
+    assert result.code == 0, result.err
+    return result.out
+
+
+def test_apply_twice_then_no_changes(ds: Project, remote: Remote) -> None:
+    first = json.loads(ok(run(ds, remote, "apply", "--json")))
+    assert first["applied"][0]["action"] == "create"
+    assert first["applied"][0]["uploaded"] == 2
+    assert ok(run(ds, remote, "apply")) == "No changes.\n"
+    assert run(ds, remote, "plan", "--detailed-exitcode").code == 0
+
+
+def test_one_changed_file_is_one_upload(ds: Project, remote: Remote) -> None:
+    ok(run(ds, remote, "apply"))
+    ds.write("data/a.txt", "ALPHA, changed")
+    plan = json.loads(ok(run(ds, remote, "plan", "--json")))
+    assert plan["artifacts"][0]["upload"] == ["files/a.txt"]
+    applied = json.loads(ok(run(ds, remote, "apply", "--json")))["applied"][0]
+    assert (applied["action"], applied["uploaded"], applied["deleted"]) == ("update", 1, 0)
+
+
+def test_deleted_source_is_deleted_remotely(ds: Project, remote: Remote) -> None:
+    ok(run(ds, remote, "apply"))
+    (ds.root / "data" / "sub" / "b.bin").unlink()
+    plan = json.loads(ok(run(ds, remote, "plan", "--json")))
+    assert plan["artifacts"][0]["delete"] == ["files/sub/b.bin"]
+    ok(run(ds, remote, "apply"))
+    pulled = ds.root.parent / "pulled"
+    ok(run(ds, remote, "pull", "ds", "--dest", str(pulled)))
+    assert sorted(tree(pulled)) == ["files/a.txt", "metadata.yaml", "references.yaml"]
+
+
+def test_label_change_is_metadata_only(ds: Project, remote: Remote) -> None:
+    ok(run(ds, remote, "apply"))
+    ds.manifest((ds.root / "artifacts.yaml").read_text().replace("[a]", "[a, b]"))
+    plan = json.loads(ok(run(ds, remote, "plan", "--json")))
+    assert (plan["artifacts"][0]["action"], plan["artifacts"][0]["upload"]) == ("metadata", [])
+    ok(run(ds, remote, "apply"))
+    assert ok(run(ds, remote, "apply")) == "No changes.\n"
+
+
+def test_pull_and_ls_round_trip(ds: Project, remote: Remote) -> None:
+    ok(run(ds, remote, "apply"))
+    pulled = ds.root.parent / "pulled"
+    out = ok(run(ds, remote, "pull", "ds", "--dest", str(pulled)))
+    assert "all verified" in out
+    got = tree(pulled)
+    assert got["files/a.txt"] == b"alpha"
+    assert got["files/sub/b.bin"] == bytes(range(256)) * 64
+    folder = f"cv/{ds.root.parent.name}"
+    listing = json.loads(ok(run(ds, remote, "ls", folder, "--json")))
+    assert [n["name"] for n in listing] == ["ds"]
+    assert json.loads(listing[0]["extra"])["contentDigest"].startswith("sha256:")
+
+
+def test_fresh_clone_with_lock_uploads_nothing(ds: Project, remote: Remote) -> None:
+    ok(run(ds, remote, "apply"))
+    clone = Project(ds.root.parent / "clone")
+    clone.manifest((ds.root / "artifacts.yaml").read_text())
+    clone.write("artifacts.lock", (ds.root / "artifacts.lock").read_bytes())
+    for name, data in tree(ds.root / "data").items():
+        clone.write(f"data/{name}", data)
+    plan = json.loads(ok(run(clone, remote, "plan", "--json")))
+    assert [(a["action"], a["upload"]) for a in plan["artifacts"]] == [("none", [])]
+    applied = json.loads(ok(run(clone, remote, "apply", "--json")))
+    assert all(a["uploaded"] == 0 for a in applied["applied"])
