@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import tempfile
-import traceback
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import ManifestInvalid, ManifestToolError
+from .errors import ManifestInvalid, ManifestToolError, write_log
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,19 +40,11 @@ def handle_errors(func: F) -> F:
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception:
-            log = _write_log()
+            log = write_log()
             click.echo(f"error: unexpected error, please report it (details in {log})", err=True)
             sys.exit(3)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _write_log() -> str:
-    with tempfile.NamedTemporaryFile(
-        "w", prefix="manifest-tool-", suffix=".log", delete=False
-    ) as fh:
-        fh.write(traceback.format_exc())
-        return fh.name
 
 
 class LazyGroup(click.Group):

@@ -7,6 +7,16 @@ prints it and exits 1; anything else is a bug and exits 3.
 
 from __future__ import annotations
 
+import tempfile
+import traceback
+
+
+def write_log(prefix: str = "manifest-tool-") -> str:
+    """The traceback being handled, in a file a bug report can attach; its path."""
+    with tempfile.NamedTemporaryFile("w", prefix=prefix, suffix=".log", delete=False) as fh:
+        fh.write(traceback.format_exc())
+        return fh.name
+
 
 class ManifestToolError(Exception):
     """A known failure; ``str(err)`` is the one line a user sees."""

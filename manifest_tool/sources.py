@@ -8,15 +8,14 @@ manifest itself. Every problem is collected; one ManifestInvalid lists them all.
 
 from __future__ import annotations
 
-import gc
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .cache import gc_paused
 from .errors import InvalidInput, ManifestInvalid
 from .model import ArtifactSpec, Expansion, LocalFile, Manifest, ObjectSpec, Reference
 from .paths import RESERVED_ROOT_NAMES, check_key, join_key, resolve_obj_path
@@ -91,7 +90,7 @@ def static_prefix(pattern: str) -> str:
 
 def expand(manifest: Manifest, spec: ArtifactSpec) -> Expansion:
     """The files and references ``spec`` declares; ManifestInvalid lists every problem."""
-    with _gc_paused():
+    with gc_paused():
         result = _Expander(manifest, spec).run()
     if isinstance(result, list):
         raise ManifestInvalid(result)
@@ -110,20 +109,6 @@ def expand_all(manifest: Manifest, specs: Iterable[ArtifactSpec]) -> dict[str, E
     if problems:
         raise ManifestInvalid(problems)
     return out
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    # A walk allocates several objects per file, none in a cycle; left running, the
-    # collector traverses the ever longer list of files again and again (on 100,000
-    # files, the expansion took twice as long).
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 # --- one artifact ----------------------------------------------------------------------

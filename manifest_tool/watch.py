@@ -9,9 +9,7 @@ outcome is reported through ``emit`` as a JSON-ready dict; the library never pri
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 
 from .apply import Applied, Applier
 from .config import file_url_path, resolve_remote_url
-from .errors import InvalidInput, ManifestInvalid, ManifestToolError, RemoteError
+from .errors import InvalidInput, ManifestInvalid, ManifestToolError, RemoteError, write_log
 from .lockfile import lock_path
 from .manifest import load_manifest
 from .model import Manifest
@@ -197,7 +195,8 @@ class Watcher:
         self.emit(self._round_event(order, reason, changed, plan, results, seconds))
 
     def _unexpected(self, err: Exception) -> None:
-        message = f"unexpected {type(err).__name__}: {err} (details in {_write_log()})"
+        log = write_log("manifest-tool-watch-")
+        message = f"unexpected {type(err).__name__}: {err} (details in {log})"
         self.emit({"event": "error", "round": self.rounds, "message": message})
 
     def _apply(self, plan: Plan) -> list[Applied]:
@@ -276,12 +275,3 @@ def _stamp(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_size, st.st_mtime_ns)
-
-
-def _write_log() -> str:
-    """The traceback of the exception being handled, in a file a bug report can attach."""
-    with tempfile.NamedTemporaryFile(
-        "w", prefix="manifest-tool-watch-", suffix=".log", delete=False
-    ) as fh:
-        fh.write(traceback.format_exc())
-        return fh.name
