@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import save_staged
+from .cache import HashCache, save_staged
 from .errors import ChecksumMismatch, ManifestToolError
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
@@ -89,8 +89,9 @@ class Applier:
 
     def _publish(self, ap: ArtifactPlan, result: Applied) -> tuple[Applied, dict[str, str] | None]:
         d, spec = ap.desired, ap.desired.spec
-        target = Target(d.folder, spec.name, d.alternative_name, spec.conflict_strategy,
-                        spec.make_folder)
+        target = Target(
+            d.folder, spec.name, d.alternative_name, spec.conflict_strategy, spec.make_folder
+        )
         node = claim_node(self.remote, target, self.remote.whoami())
         if node is None:  # became a foreign node since planning, and the strategy is skip
             return Applied(ap.name, "skip", ap.path, staged=result.staged), None
@@ -110,8 +111,9 @@ class Applier:
             ) from None
         record = self._finish(d, node, present, delete)
         sent = sum(u.size for u in uploads)
-        return Applied(ap.name, ap.action, node.path, len(uploads), sent, len(delete),
-                       result.staged), record
+        return Applied(
+            ap.name, ap.action, node.path, len(uploads), sent, len(delete), result.staged
+        ), record
 
     def _finish(
         self, d: Desired, node: Node, present: list[Any], delete: list[str]
@@ -162,7 +164,8 @@ def _lock_remote(entry: dict[str, str]) -> dict[str, str]:
 def _uploads(d: Desired, keys: set[str]) -> list[Upload]:
     return [
         Upload(h.file.key, h.md5, h.file.size, source=h.file.source)
-        for h in d.files if h.file.key in keys
+        for h in d.files
+        if h.file.key in keys
     ]
 
 
@@ -203,6 +206,9 @@ def stage_local(d: Desired, cache_dir: Path) -> int:
     else:
         (root / "references.yaml").unlink(missing_ok=True)
     save_staged(cache_dir, d.spec.name, snapshot(d))
+    hashes = HashCache(cache_dir / "hashes")
+    hashes.forget(h.file.source for h in d.files)
+    hashes.save()
     return len(todo) + len(d.local.remove)
 
 

@@ -16,7 +16,7 @@ import gc
 import marshal
 import os
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -60,7 +60,10 @@ def _load(path: Path) -> tuple[Any, int]:
 
 
 class HashCache:
-    """Loaded on first use: a no-op plan never needs it."""
+    """MD5s of files hashed since they were last staged, keyed by path and stat.
+
+    Loaded on first use: a no-op plan never needs it.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -84,6 +87,14 @@ class HashCache:
     def put(self, source: str, stat: Stat, md5: str) -> None:
         self.entries[str(source)] = (*stat, md5)
         self.dirty = True
+
+    def forget(self, sources: Iterable[str]) -> None:
+        """Drop entries the staged index now covers: this cache then holds only files
+        hashed since the last apply, and stays small enough to load in no time."""
+        entries = self.entries
+        for source in sources:
+            if entries.pop(source, None) is not None:
+                self.dirty = True
 
     def save(self) -> None:
         if self.dirty:

@@ -215,10 +215,11 @@ class Store:
         node_id = self._artifact(conn, user, node_path)
         total = conn.execute("SELECT COUNT(*) FROM objects WHERE node_id = ?", (node_id,))
         rows = conn.execute(
-            "SELECT * FROM objects WHERE node_id = ? ORDER BY key LIMIT ? OFFSET ?",
+            "SELECT key, size, md5, mtime, content_type FROM objects WHERE node_id = ?"
+            " ORDER BY key LIMIT ? OFFSET ?",
             (node_id, size, (max(page, 1) - 1) * size),
         ).fetchall()
-        return [_object(r) for r in rows], int(total.fetchone()[0])
+        return list(map(ObjectInfo._make, rows)), int(total.fetchone()[0])
 
     def object_blob(self, user: str, node_path: str, key: str) -> tuple[ObjectInfo, Path]:
         conn = self.db.conn()
