@@ -146,3 +146,22 @@ def api_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     session.reset()
     yield
     session.reset()
+
+
+@pytest.fixture
+def em(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """For the Python API: artifacts under tmp_path/em, the file: store in
+    tmp_path/store, the working directory (for sources) tmp_path/src."""
+    from manifest_tool import login, session
+
+    monkeypatch.setenv("MANIFEST_TOOL_USER", USER)
+    monkeypatch.setenv("EM_ARTIFACT_PARENT_DIR", str(tmp_path / "em"))
+    monkeypatch.setenv("T9K_CONFIG", str(tmp_path / "no-t9k-config.yaml"))
+    monkeypatch.delenv("MANIFEST_TOOL_REMOTE", raising=False)
+    monkeypatch.delenv("MANIFEST_TOOL_API_KEY", raising=False)
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path / "src")
+    session.reset()
+    login(f"file:{tmp_path / 'store'}")
+    yield tmp_path / "em"
+    session.reset()

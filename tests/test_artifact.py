@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from manifest_tool import Artifact, create_artifact, load_artifact, login, session
+from manifest_tool import Artifact, create_artifact, load_artifact, session
 from manifest_tool.hashing import md5_file
 
 USER = "alice"
@@ -28,22 +28,6 @@ METADATA_KEYS = [
     "alternativeName",
     "remote",
 ]
-
-
-@pytest.fixture
-def em(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """$EM_ARTIFACT_PARENT_DIR in tmp_path, a file: store, sources in tmp_path/src."""
-    monkeypatch.setenv("MANIFEST_TOOL_USER", USER)
-    monkeypatch.setenv("EM_ARTIFACT_PARENT_DIR", str(tmp_path / "em"))
-    monkeypatch.setenv("T9K_CONFIG", str(tmp_path / "no-t9k-config.yaml"))
-    monkeypatch.delenv("MANIFEST_TOOL_REMOTE", raising=False)
-    monkeypatch.delenv("MANIFEST_TOOL_API_KEY", raising=False)
-    (tmp_path / "src").mkdir()
-    monkeypatch.chdir(tmp_path / "src")
-    session.reset()
-    login(f"file:{tmp_path / 'store'}")
-    yield tmp_path / "em"
-    session.reset()
 
 
 def write(path: Path | str, data: bytes | str) -> Path:

@@ -13,7 +13,6 @@ import re
 import string
 import tracemalloc
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,22 +36,6 @@ from manifest_tool.transfer import fetch_verified
 
 USER = "alice"
 HISTORY_KEYS = ["action", "timestamp", "host", "id", "path"]
-
-
-@pytest.fixture
-def em(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Artifacts under tmp_path/em, the store in tmp_path/store, sources in tmp_path/src."""
-    monkeypatch.setenv("MANIFEST_TOOL_USER", USER)
-    monkeypatch.setenv("EM_ARTIFACT_PARENT_DIR", str(tmp_path / "em"))
-    monkeypatch.setenv("T9K_CONFIG", str(tmp_path / "no-t9k-config.yaml"))
-    monkeypatch.delenv("MANIFEST_TOOL_REMOTE", raising=False)
-    monkeypatch.delenv("MANIFEST_TOOL_API_KEY", raising=False)
-    (tmp_path / "src").mkdir()
-    monkeypatch.chdir(tmp_path / "src")
-    session.reset()
-    login(f"file:{tmp_path / 'store'}")
-    yield tmp_path / "em"
-    session.reset()
 
 
 def remote() -> Remote:
