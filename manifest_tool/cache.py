@@ -211,7 +211,3 @@ def save_staged(cache_dir: Path, name: str, staged: Staged) -> None:
         "references": [tuple(r) for r in staged.references],
     }
     write_atomic(staged_path(cache_dir, name), marshal.dumps(data))
-
-
-def drop_staged(cache_dir: Path, name: str) -> None:
-    staged_path(cache_dir, name).unlink(missing_ok=True)
