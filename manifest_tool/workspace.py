@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from .cache import HashCache, load_staged, save_staged
 from .config import resolve_remote_url
 from .errors import InvalidInput
+from .localdir import write_atomic
 from .lockfile import LockEntry, lock_path, read_lock
 from .manifest import load_manifest
 from .model import ArtifactSpec, Expansion, Manifest
@@ -64,7 +67,28 @@ def open_workspace(
     manifest = manifest or load_manifest(manifest_file, overrides or {})
     url = resolve_remote_url(remote_url, manifest.remote_url, manifest.root)
     remote = open_remote(url, manifest.root)
-    return Workspace(manifest, remote, remote.whoami(), lock_path(manifest.path))
+    user = _whoami(remote, manifest.root / ".em" / "cache" / "users.json")
+    return Workspace(manifest, remote, user, lock_path(manifest.path))
+
+
+def _whoami(remote: Remote, cache: Path) -> str:
+    """The remote's user, remembered per (server, key) so a no-op plan does not ask."""
+    identity = getattr(remote, "identity", None)
+    if identity is None:  # the embedded store knows its user without asking
+        return remote.whoami()
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if isinstance(known.get(identity), str):
+        remote.assume_user(known[identity])  # type: ignore[attr-defined]
+        return str(known[identity])
+    user = remote.whoami()
+    with suppress(OSError):  # only a cache
+        write_atomic(cache, json.dumps({**known, identity: user}).encode())
+    return user
 
 
 def make_plan(

@@ -7,6 +7,7 @@ server on a loopback port, with the same assertions.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,3 +129,22 @@ def test_fresh_clone_with_lock_uploads_nothing(ds: Project, remote: Remote) -> N
     assert [(a["action"], a["upload"]) for a in plan["artifacts"]] == [("none", [])]
     applied = json.loads(ok(run(clone, remote, "apply", "--json")))
     assert all(a["uploaded"] == 0 for a in applied["applied"])
+
+
+def test_noop_plan_over_http_is_one_request_per_artifact(project: Project, tmp_path: Path) -> None:
+    with running_server(tmp_path / "srv", users=[USER]) as server:
+        remote = Remote(server.url, cli_env(MANIFEST_TOOL_API_KEY=server.keys[USER]))
+        project.manifest(MANIFEST + MANIFEST.split("artifacts:\n", 1)[1].replace("ds", "ds2"))
+        project.write("data/a.txt", "alpha")
+        ok(run(project, remote, "apply"))
+        before = _requests(server.logs())
+        assert ok(run(project, remote, "plan")) == "No changes.\n"
+        after = _requests(server.logs())
+    made = after[len(before) :]
+    assert len(made) == 2, made  # nodes/info for each of the two artifacts, nothing else
+    assert all('"GET /apis/v1/nodes/info?' in line for line in made)
+
+
+def _requests(log: str) -> list[str]:
+    """The access-log lines (one per request, in order) of the server's log."""
+    return [line for line in log.splitlines() if re.search(r'" \d{3} [\d.]+s$', line)]

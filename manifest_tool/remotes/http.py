@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import math
 import os
 import re
@@ -74,6 +75,9 @@ class HttpRemote:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._user: str | None = None
+        # Names this (server, key) pair without holding the key: lets a caller cache
+        # whoami's answer so that a no-op plan costs only its per-artifact reads.
+        self.identity = hashlib.sha256(f"{self.url}\0{api_key or ''}".encode()).hexdigest()
         self.session = requests.Session()
         self.session.trust_env = any(os.environ.get(v) for v in PROXY_VARS)
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
@@ -126,6 +130,10 @@ class HttpRemote:
         return map_error(resp, self.url, what, self._user)
 
     # -- identity and nodes -------------------------------------------------------------
+    def assume_user(self, user: str) -> None:
+        """Take ``user`` as whoami's answer (remembered from an earlier run)."""
+        self._user = user
+
     def whoami(self) -> str:
         if self._user is None:
             data = self._json("GET", "/oauth2/userinfo", "asking who the key belongs to")
