@@ -62,13 +62,16 @@ class Applier:
         if plan.errors:
             first = plan.errors[0]
             raise ManifestToolError(f"artifact '{first.name}': {first.message}")
+        _keep_out_of_git(self.cache_dir.parent)
         for ap in plan.artifacts:
             self.results.append(self._one(ap))
         return self.results
 
     def _one(self, ap: ArtifactPlan) -> Applied:
         d = ap.desired
-        staged = stage_local(d, self.cache_dir) if d.local or not d.local_dir.is_dir() else 0
+        # not in_sync: the files may match but references.yaml may not
+        restage = d.local or not d.in_sync or not d.local_dir.is_dir()
+        staged = stage_local(d, self.cache_dir) if restage else 0
         result = Applied(ap.name, ap.action, ap.path, staged=staged)
         remote_record: dict[str, str] | None = None
         if ap.action in UPLOADING:
@@ -157,6 +160,14 @@ class Applier:
             write_lock(self.lock_file, self.lock)
 
 
+def _keep_out_of_git(em_dir: Path) -> None:
+    """``.em/`` holds local state and maybe the embedded store: never commit it."""
+    marker = em_dir / ".gitignore"
+    if not marker.exists():
+        em_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text("# Local state of manifest-tool; commit the lock file instead.\n*\n")
+
+
 def _lock_remote(entry: dict[str, str]) -> dict[str, str]:
     return {k: entry[k] for k in ("host", "id", "path", "timestamp")}
 
@@ -195,9 +206,9 @@ def stage_local(d: Desired, cache_dir: Path) -> int:
     root.mkdir(parents=True, exist_ok=True)
     by_key = {h.file.key: h.file for h in d.files}
     todo = d.local.add + d.local.update
-    place_all(str(root), [(by_key[key].source, key) for key in todo])
-    for key in d.local.remove:
+    for key in d.local.remove:  # first: a removed file 'x' may be the new folder 'x/'
         _remove(root, key)
+    place_all(str(root), [(by_key[key].source, key) for key in todo])
     if not (root / "metadata.yaml").exists():
         write_yaml_atomic(root / "metadata.yaml", _metadata(d, None))
     refs = {r.key: r.uri for r in d.references}

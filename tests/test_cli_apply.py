@@ -321,3 +321,9 @@ def test_content_digest_matches_the_objects(cli: Cli, ds: Project) -> None:
         if k not in META
     ]
     assert store_node(ds.store, NODE)["extra"]["contentDigest"] == content_digest(objs)
+
+
+def test_em_dir_is_kept_out_of_git(cli: Cli, ds: Project) -> None:
+    ok(cli("apply"))
+    ignore = (ds.root / ".em" / ".gitignore").read_text().splitlines()
+    assert "*" in ignore
