@@ -129,7 +129,7 @@ class Applier:
         if delete:
             self.remote.delete_objects(node.path, delete)
         spec = d.spec
-        seal(self.remote, node, d.alternative_name, d.digest, spec.labels, spec.description)
+        seal(self.remote, node, d.alternative_name, d.digest, spec.labels, spec.description, refs)
         return entry
 
     def _metadata(self, ap: ArtifactPlan) -> dict[str, str] | None:

@@ -19,7 +19,7 @@ from .lockfile import LockEntry
 from .model import ArtifactSpec, Expansion
 from .plan import ArtifactPlan, Desired, HashedFile, LocalChanges
 from .publish import object_changes
-from .remotes.base import Node, Remote, absolute_folder
+from .remotes.base import ARTIFACT, Node, Remote, absolute_folder
 
 Identity = tuple[str, str]  # alternativeName, createdTimestamp
 
@@ -144,6 +144,8 @@ def stale_snapshot(desired: Desired, staged: Staged | None) -> bool:
         and not desired.in_sync
         and not desired.local
         and staged.alternative_name == desired.alternative_name
+        # changed references are a local change (references.yaml): apply restages
+        and staged.references == tuple((r.key, r.uri) for r in desired.references)
         and (
             not staged.matches(desired.declared)
             or staged.digest != desired.digest
@@ -160,7 +162,9 @@ def decide(remote: Remote, desired: Desired, user: str) -> ArtifactPlan:
     if node is None:
         return _create(remote, desired, user, path)
     extra = node.extra_dict
-    if extra.get("contentDigest") == desired.digest:
+    pin = spec.alternative_name
+    adoptable = not pin or extra.get("alternativeName") == pin  # a pin is never overridden
+    if extra.get("contentDigest") == desired.digest and adoptable:
         return _same_content(remote, desired, node)
     if extra.get("alternativeName") == desired.alternative_name:
         return _update(remote, desired, node, "update")
@@ -251,6 +255,17 @@ def _conflict(remote: Remote, desired: Desired, node: Node, other: str) -> Artif
             message=(
                 f"Artifact already exists in Folder {folder}: '{name}' (held by {other}; "
                 "choose conflict_strategy new, replace or skip, or pin its alternative_name)"
+            ),
+        )
+    if node.type != ARTIFACT:  # as apply's claim_node: never replaced, never a sibling
+        return _plan(
+            desired,
+            node.path,
+            "error",
+            seen=_seen(node),
+            message=(
+                f"{node.path} is a {node.type}, not an Artifact: "
+                f"choose another name or folder for artifact '{name}'"
             ),
         )
     if strategy == "replace":

@@ -8,7 +8,7 @@ after every object, ``metadata.yaml`` included, is in place.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import suppress
 from dataclasses import dataclass
@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import ConflictError, InvalidInput, NameConflict, NodeNotFound
+from .hashing import content_digest
 from .model import CONFLICT_STRATEGIES
 from .remotes.base import ARTIFACT, FOLDER, Node, ObjectInfo, Remote, Upload
 
@@ -90,7 +91,8 @@ def _resolve_conflict(
             f"choose another name or folder for artifact '{target.name}'"
         )
     if strategy == "replace":
-        remote.delete_node(existing.path)
+        with suppress(NodeNotFound):  # gone already (a retried delete, another client)
+            remote.delete_node(existing.path)
         _create(remote, target, user, target.name, extra)
         return _info(remote, existing.path)
     alt_path = f"{target.folder}/{target.alternative_name}"
@@ -132,7 +134,25 @@ def seal(
     digest: str,
     labels: Sequence[str],
     description: str,
+    references: Mapping[str, str],
 ) -> Node:
+    """Set the node's digest, once its objects are checked to be exactly ``digest``.
+
+    Another apply of the same artifact (a second machine, a CI job) may have written
+    objects in between; claiming our digest over its objects would be a lie the next
+    plan believes. One listing per changed artifact is the price.
+    """
+    listed: list[dict[str, object]] = [
+        {"path": o.path, "size_bytes": o.size_bytes, "checksum": o.checksum}
+        for o in remote.list_objects(node.path)
+        if o.path not in RESERVED
+    ]
+    refs: list[dict[str, object]] = [{"path": k, "uri": v} for k, v in references.items()]
+    if content_digest([*listed, *refs]) != digest:
+        raise ConflictError(
+            f"{node.path} changed while this upload ran (another apply of the same "
+            "artifact?); run apply again to converge"
+        )
     extra = {"alternativeName": alternative_name, "contentDigest": digest}
     return remote.update_node(
         node.path, extra=json.dumps(extra), labels=list(labels), description=description

@@ -55,7 +55,8 @@ def upload_artifact(
     if delete:
         remote.delete_objects(node.path, delete)
     digest = content_digest(art.objects.values())
-    return seal(remote, node, art.alternative_name, digest, art.labels, art.description)
+    refs = _references(art.objects)
+    return seal(remote, node, art.alternative_name, digest, art.labels, art.description, refs)
 
 
 def put_metadata(

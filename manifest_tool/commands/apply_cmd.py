@@ -10,6 +10,7 @@ import click
 
 from ..apply import Applier
 from ..cli import handle_errors
+from ..errors import InvalidInput, StalePlan
 from ..plan import Plan, check_fresh, read_saved, saved_identities
 from ..progress import progress_bars
 from ..render import render_applied, render_plan
@@ -35,13 +36,22 @@ def apply_command(ctx: click.Context, /, planfile: Path | None, workers: int, **
         _echo_none(opts.json, opts.quiet, plan)
         return
     with progress_bars(not opts.quiet and not opts.json) as bars:
-        applier = Applier(ws.remote, ws.cache_dir, ws.lock_file, ws.lock(), workers,
-                          bars.on_upload, bars.on_start)
+        applier = Applier(
+            ws.remote, ws.cache_dir, ws.lock_file, ws.lock(), workers, bars.on_upload, bars.on_start
+        )
         results = applier.apply(plan)
     elapsed = time.monotonic() - started
     if opts.json:
-        click.echo(json.dumps({"changes": True, "applied": [r.__dict__ for r in results],
-                               "seconds": round(elapsed, 3)}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "changes": True,
+                    "applied": [r.__dict__ for r in results],
+                    "seconds": round(elapsed, 3),
+                },
+                indent=2,
+            )
+        )
     elif not opts.quiet:
         click.echo(render_applied(results, elapsed))
 
@@ -49,8 +59,18 @@ def apply_command(ctx: click.Context, /, planfile: Path | None, workers: int, **
 def _plan(ws: Workspace, targets: tuple[str, ...], planfile: Path | None) -> Plan:
     if planfile is None:
         return make_plan(ws, targets)
+    if targets:
+        raise InvalidInput(
+            f"--target does not go with a saved plan: {planfile} already names its artifacts"
+        )
     saved = read_saved(planfile)
     names = tuple(a["name"] for a in saved["artifacts"])
+    gone = sorted(set(names) - {a.name for a in ws.manifest.artifacts})
+    if gone:
+        raise StalePlan(
+            f"{planfile} is stale: artifact '{gone[0]}' was added or removed since; "
+            "run 'manifest-tool plan' again"
+        )
     fresh = make_plan(ws, names, identities=saved_identities(saved))
     check_fresh(saved, fresh, planfile)
     return fresh
