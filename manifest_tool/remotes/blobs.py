@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -35,9 +36,9 @@ class BlobInfo:
 class BlobWriter:
     """Accumulates bytes into a temp file while hashing; ``finish`` verifies."""
 
-    def __init__(self, tmp_dir: Path, max_size: int | None = None) -> None:
+    def __init__(self, tmp_dir: Path | str, max_size: int | None = None) -> None:
         fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="up-")
-        self.tmp_path = Path(name)
+        self.tmp_path = name  # a str: this runs once per object, pathlib costs add up
         self._fh: BinaryIO = os.fdopen(fd, "wb")
         self._md5 = hashlib.md5()
         self._strong = blake3.blake3()
@@ -67,7 +68,8 @@ class BlobWriter:
     def discard(self) -> None:
         if not self._fh.closed:
             self._fh.close()
-        self.tmp_path.unlink(missing_ok=True)
+        with suppress(FileNotFoundError):
+            os.unlink(self.tmp_path)
 
 
 class BlobStore:
@@ -77,25 +79,41 @@ class BlobStore:
         self.root = root
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self._root = str(root)
+        self._tmp = str(self.tmp)
+        self._make_fanout()
         self._sweep_tmp()
 
+    def _make_fanout(self) -> None:
+        """The 256 ``ab/`` folders, made once, so that a commit never has to."""
+        if not os.path.isdir(os.path.join(self._root, "ff")):
+            for i in range(256):
+                os.makedirs(os.path.join(self._root, f"{i:02x}"), exist_ok=True)
+
     def writer(self, max_size: int | None = None) -> BlobWriter:
-        return BlobWriter(self.tmp, max_size)
+        return BlobWriter(self._tmp, max_size)
 
     def path(self, blob: str) -> Path:
-        return self.root / blob[:2] / blob[2:]
+        return Path(self._file(blob))
+
+    def _file(self, blob: str) -> str:
+        return f"{self._root}/{blob[:2]}/{blob[2:]}"
 
     def commit(self, writer: BlobWriter, info: BlobInfo) -> None:
         """Move a verified temp file to its content address (dedup: keep the first)."""
-        final = self.path(info.blob)
-        if final.exists():
+        final = self._file(info.blob)
+        if os.path.exists(final):
             writer.discard()
             return
-        final.parent.mkdir(exist_ok=True)
-        os.replace(writer.tmp_path, final)
+        try:
+            os.replace(writer.tmp_path, final)
+        except FileNotFoundError:  # its ab/ folder was removed by hand: make it again
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(writer.tmp_path, final)
 
     def remove(self, blob: str) -> None:
-        self.path(blob).unlink(missing_ok=True)
+        with suppress(FileNotFoundError):
+            os.unlink(self._file(blob))
 
     def _sweep_tmp(self) -> None:
         """Temp files left by a crashed writer are garbage once old enough."""
