@@ -148,3 +148,52 @@ def test_noop_plan_over_http_is_one_request_per_artifact(project: Project, tmp_p
 def _requests(log: str) -> list[str]:
     """The access-log lines (one per request, in order) of the server's log."""
     return [line for line in log.splitlines() if re.search(r'" \d{3} [\d.]+s$', line)]
+
+
+def test_interrupted_apply_resumes_without_resending(
+    project: Project, remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from manifest_tool.remotes import open_remote
+
+    monkeypatch.setenv("MANIFEST_TOOL_USER", USER)  # the file: store's user, as the CLI's
+    project.manifest(MANIFEST.replace("cv/data", f"cv/{project.root.parent.name}"))
+    total = 600  # several store batches of 128, so the kill lands between two
+    for i in range(total):
+        project.write(f"data/f{i:03d}.bin", i.to_bytes(2, "big") * 32768)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "manifest_tool",
+            "apply",
+            "-q",
+            "--workers",
+            "1",
+            "--remote",
+            remote.url,
+        ],
+        cwd=project.root,
+        env=remote.env,
+    )
+    api = open_remote(remote.url, project.root, remote.env.get("MANIFEST_TOOL_API_KEY"))
+    node = f"/{USER}/cv/{project.root.parent.name}/ds"
+    deadline, done = time.monotonic() + 60, 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if api.node_info(node) is not None:
+            done = len(api.list_objects(node))
+            if done >= 40:
+                break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert done >= 40, "the apply finished or stalled before it could be interrupted"
+    landed = len(api.list_objects(node))
+    assert landed < total
+    applied = json.loads(ok(run(project, remote, "apply", "--json")))["applied"][0]
+    assert applied["uploaded"] == total - landed  # what was complete is not sent again
+    assert ok(run(project, remote, "apply")) == "No changes.\n"
