@@ -91,4 +91,3 @@ class Expansion:
     files: tuple[LocalFile, ...]
     references: tuple[Reference, ...]
     warnings: tuple[str, ...] = ()
-    sources: tuple[Path, ...] = ()  # files and directories watched for changes

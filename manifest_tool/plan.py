@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 from .errors import ManifestToolError, StalePlan
 from .model import ArtifactSpec, LocalFile, Reference
 
-ACTIONS = ("create", "none", "update", "metadata", "replace", "new", "skip", "error")
 UPLOADING = ("create", "update", "replace", "new")
 PLAN_FORMAT = 1
 
@@ -61,12 +60,6 @@ class Desired:
     @cached_property
     def files(self) -> tuple[HashedFile, ...]:
         return tuple(map(HashedFile, self.declared, self.md5s()))
-
-    def objects(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = [
-            {"path": h.file.key, "size_bytes": h.file.size, "checksum": h.md5} for h in self.files
-        ]
-        return out + [{"path": r.key, "uri": r.uri} for r in self.references]
 
 
 @dataclass(frozen=True)

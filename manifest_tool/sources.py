@@ -129,7 +129,6 @@ class _Expander:
         self.owner: dict[str, int] = {}  # key -> index of the object that declared it
         self.problems: list[str] = []
         self.warnings: list[str] = []
-        self.sources: list[Path] = []
 
     def run(self) -> Expansion | list[str]:
         handlers: dict[str, Callable[[int, ObjectSpec], None]] = {
@@ -151,7 +150,6 @@ class _Expander:
             files=tuple(self.files),
             references=tuple(self.refs),
             warnings=tuple(self.warnings),
-            sources=tuple(self.sources),
         )
 
     def _problem(self, obj: ObjectSpec, message: str) -> None:
@@ -178,7 +176,6 @@ class _Expander:
     def _file(self, index: int, obj: ObjectSpec) -> None:
         key = resolve_obj_path(obj.source, obj.obj_path)
         path = self._local(obj.source)
-        self.sources.append(Path(path))
         what = f"file '{obj.source}'"
         try:
             st = os.stat(path)
@@ -207,7 +204,6 @@ class _Expander:
                 else ("does not exist (create it or fix the path)")
             )
             return self._problem(obj, f"dir '{obj.source}' {what}")
-        self.sources.append(Path(top))
         if self._outside(obj, top):
             return None
         shown_top = os.path.relpath(top, self.root).replace(os.sep, "/") + "/"
@@ -219,7 +215,6 @@ class _Expander:
         folder = glob_folder(obj.obj_path)
         start = static_prefix(obj.source)
         top = self._local(start)
-        self.sources.append(Path(top))
         found: list[LocalFile] = []
         if os.path.isdir(top):
             if self._outside(obj, top):
