@@ -20,9 +20,8 @@ from .errors import ChecksumMismatch, ManifestToolError
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
 from .plan import UPLOADING, ArtifactPlan, Desired, Plan
-from .planner import snapshot
+from .planner import snapshot, target_of
 from .publish import (
-    Target,
     claim_node,
     history_entry,
     object_changes,
@@ -91,11 +90,8 @@ class Applier:
             write_lock(self.lock_file, self.lock)
 
     def _publish(self, ap: ArtifactPlan, result: Applied) -> tuple[Applied, dict[str, str] | None]:
-        d, spec = ap.desired, ap.desired.spec
-        target = Target(
-            d.folder, spec.name, d.alternative_name, spec.conflict_strategy, spec.make_folder
-        )
-        node = claim_node(self.remote, target, self.remote.whoami())
+        d = ap.desired
+        node = claim_node(self.remote, target_of(d), self.remote.whoami())
         if node is None:  # became a foreign node since planning, and the strategy is skip
             return Applied(ap.name, "skip", ap.path, staged=result.staged), None
         open_node(self.remote, node, d.alternative_name)

@@ -18,8 +18,8 @@ from .identity import new_identity
 from .lockfile import LockEntry
 from .model import ArtifactSpec, Expansion
 from .plan import ArtifactPlan, Desired, HashedFile, LocalChanges
-from .publish import object_changes
-from .remotes.base import ARTIFACT, Node, Remote, absolute_folder
+from .publish import Target, conflict_refusal, object_changes, sibling_refusal
+from .remotes.base import Node, Remote, absolute_folder
 
 Identity = tuple[str, str]  # alternativeName, createdTimestamp
 
@@ -237,46 +237,42 @@ def _update(remote: Remote, desired: Desired, node: Node, action: str) -> Artifa
 
 
 def _conflict(remote: Remote, desired: Desired, node: Node, other: str) -> ArtifactPlan:
-    strategy, folder, name = desired.spec.conflict_strategy, desired.folder, desired.spec.name
-    if strategy == "skip":
-        return _plan(
-            desired,
-            node.path,
-            "skip",
-            seen=_seen(node),
-            message=(f"{node.path} holds another artifact ({other}); conflict_strategy: skip"),
+    target = target_of(desired)
+    refusal = conflict_refusal(target, node)
+    if refusal and target.conflict_strategy == "error":
+        refusal += (
+            f" (held by {other}; choose conflict_strategy new, replace or skip,"
+            " or pin its alternative_name)"
         )
-    if strategy == "error":
-        return _plan(
-            desired,
-            node.path,
-            "error",
-            seen=_seen(node),
-            message=(
-                f"Artifact already exists in Folder {folder}: '{name}' (held by {other}; "
-                "choose conflict_strategy new, replace or skip, or pin its alternative_name)"
-            ),
-        )
-    if node.type != ARTIFACT:  # as apply's claim_node: never replaced, never a sibling
-        return _plan(
-            desired,
-            node.path,
-            "error",
-            seen=_seen(node),
-            message=(
-                f"{node.path} is a {node.type}, not an Artifact: "
-                f"choose another name or folder for artifact '{name}'"
-            ),
-        )
-    if strategy == "replace":
+    if refusal:
+        return _plan(desired, node.path, "error", seen=_seen(node), message=refusal)
+    if target.conflict_strategy == "skip":
+        message = f"{node.path} holds another artifact ({other}); conflict_strategy: skip"
+        return _plan(desired, node.path, "skip", seen=_seen(node), message=message)
+    if target.conflict_strategy == "replace":
         return _plan(desired, node.path, "replace", upload=_all_keys(desired), seen=_seen(node))
-    alt_path = f"{folder}/{desired.alternative_name}"
+    alt_path = f"{target.folder}/{target.alternative_name}"
     alt_node = remote.node_info(alt_path)
     if alt_node is None:
         return _plan(desired, alt_path, "new", upload=_all_keys(desired), seen=_seen(node))
+    refusal = sibling_refusal(target, alt_node)
+    if refusal:
+        return _plan(desired, alt_path, "error", seen=_seen(alt_node), message=refusal)
     if alt_node.extra_dict.get("contentDigest") == desired.digest:
         return _same_content(remote, desired, alt_node)
     return _update(remote, desired, alt_node, "new")
+
+
+def target_of(desired: Desired) -> Target:
+    """Where and how ``desired`` goes: what apply hands to ``claim_node``."""
+    spec = desired.spec
+    return Target(
+        desired.folder,
+        spec.name,
+        desired.alternative_name,
+        spec.conflict_strategy,
+        spec.make_folder,
+    )
 
 
 def plan_artifacts(

@@ -77,20 +77,42 @@ def _create(remote: Remote, target: Target, user: str, name: str, extra: str) ->
         remote.create_node(target.folder, name, ARTIFACT, extra=extra)
 
 
-def _resolve_conflict(
-    remote: Remote, target: Target, user: str, existing: Node, extra: str
-) -> Node | None:
-    strategy = target.conflict_strategy
-    if strategy == "skip":
-        return None
-    if strategy == "error":
-        raise ConflictError(f"Artifact already exists in Folder {target.folder}: '{target.name}'")
-    if existing.type != ARTIFACT:
-        raise ConflictError(
+def conflict_refusal(target: Target, existing: Node) -> str | None:
+    """Why a conflict with ``existing`` at F/N must stop, or None if the strategy goes on.
+
+    The one rule for both the planner (which reports it) and apply (which raises it),
+    so a plan never promises what apply then refuses.
+    """
+    if target.conflict_strategy == "error":
+        return f"Artifact already exists in Folder {target.folder}: '{target.name}'"
+    if target.conflict_strategy != "skip" and existing.type != ARTIFACT:
+        return (
             f"{existing.path} is a {existing.type}, not an Artifact: "
             f"choose another name or folder for artifact '{target.name}'"
         )
-    if strategy == "replace":
+    return None
+
+
+def sibling_refusal(target: Target, sibling: Node) -> str | None:
+    """Under 'new', F/<alt> may only be this artifact's own earlier upload."""
+    ours = sibling.extra_dict.get("alternativeName") == target.alternative_name
+    if sibling.type == ARTIFACT and ours:
+        return None
+    return (
+        f"{sibling.path} exists and is not artifact '{target.name}' "
+        f"({target.alternative_name}): remove it or pin another alternative_name"
+    )
+
+
+def _resolve_conflict(
+    remote: Remote, target: Target, user: str, existing: Node, extra: str
+) -> Node | None:
+    refusal = conflict_refusal(target, existing)
+    if refusal:
+        raise ConflictError(refusal)
+    if target.conflict_strategy == "skip":
+        return None
+    if target.conflict_strategy == "replace":
         with suppress(NodeNotFound):  # gone already (a retried delete, another client)
             remote.delete_node(existing.path)
         _create(remote, target, user, target.name, extra)
@@ -100,13 +122,9 @@ def _resolve_conflict(
         _create(remote, target, user, target.alternative_name, extra)
     except NameConflict:
         node = _info(remote, alt_path)  # ours (an earlier upload) is updated; nothing else
-        if node.type != ARTIFACT or node.extra_dict.get("alternativeName") != (
-            target.alternative_name
-        ):
-            raise ConflictError(
-                f"{alt_path} exists and is not artifact '{target.name}' "
-                f"({target.alternative_name}): remove it or pin another alternative_name"
-            ) from None
+        refusal = sibling_refusal(target, node)
+        if refusal:
+            raise ConflictError(refusal) from None
         return node
     return _info(remote, alt_path)
 

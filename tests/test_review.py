@@ -181,3 +181,21 @@ def test_saved_plan_with_target_is_refused(project: Project, cli: Cli) -> None:
         err == "error: --target does not go with a saved plan: p.json already names its artifacts\n"
     )
     assert not (project.root / "artifacts.lock").exists()
+
+
+def test_plan_reports_a_foreign_node_at_the_alternative_name(project: Project, cli: Cli) -> None:
+    """Strategy new with F/<alt> held by someone else: plan says so, as apply would."""
+    from manifest_tool.remotes.local import LocalRemote
+
+    alt = "ds_261126_120000_abcdef"
+    project.write("data/a.txt", "alpha\n")
+    project.manifest(pinned(alt))
+    remote = LocalRemote(project.store, "alice")
+    remote.create_node("/alice", "default", "Folder")
+    for name in ("ds", alt):
+        remote.create_node("/alice/default", name, "Artifact", extra='{"alternativeName": "x"}')
+    code, out, err = cli("plan")
+    assert code == 1, (out, err)
+    assert f"/alice/default/{alt} exists and is not artifact 'ds'" in err
+    assert cli("apply")[0] == 1
+    assert store_node(project.store, f"/alice/default/{alt}")["extra"] == {"alternativeName": "x"}
