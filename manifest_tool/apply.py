@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from .publish import (
     seal,
     upload_all,
 )
-from .remotes.base import Node, Remote, Upload
+from .remotes.base import Node, ObjectInfo, Remote, Upload
 from .transfer import put_metadata
 
 OnUpload = Callable[[Upload], None]
@@ -115,17 +115,21 @@ class Applier:
         ), record
 
     def _finish(
-        self, d: Desired, node: Node, present: list[Any], delete: list[str]
+        self, d: Desired, node: Node, present: list[ObjectInfo], delete: list[str]
     ) -> dict[str, str]:
-        entry = history_entry("upload", self.remote, node)
-        metadata = _metadata(d, entry)
-        write_yaml_atomic(d.local_dir / "metadata.yaml", metadata)
-        refs = {r.key: r.uri for r in d.references}
-        put_metadata(self.remote, node.path, metadata, refs, present)
+        entry = self._write_metadata(d, node, lambda: present)
         if delete:
             self.remote.delete_objects(node.path, delete)
         spec = d.spec
-        seal(self.remote, node, d.alternative_name, d.digest, spec.labels, spec.description, refs)
+        seal(
+            self.remote,
+            node,
+            d.alternative_name,
+            d.digest,
+            spec.labels,
+            spec.description,
+            d.reference_map(),
+        )
         return entry
 
     def _metadata(self, ap: ArtifactPlan) -> dict[str, str] | None:
@@ -134,12 +138,19 @@ class Applier:
         node = self.remote.node_info(ap.path)
         if node is None:
             raise ManifestToolError(f"artifact '{ap.name}': {ap.path} vanished; run apply again")
+        entry = self._write_metadata(d, node, lambda: self.remote.list_objects(node.path))
+        self.remote.update_node(node.path, labels=list(spec.labels), description=spec.description)
+        return entry
+
+    def _write_metadata(
+        self, d: Desired, node: Node, present: Callable[[], Iterable[ObjectInfo]]
+    ) -> dict[str, str]:
+        """metadata.yaml (with a new history entry) locally and on the node, and
+        references.yaml on the node; returns the history entry."""
         entry = history_entry("upload", self.remote, node)
         metadata = _metadata(d, entry)
         write_yaml_atomic(d.local_dir / "metadata.yaml", metadata)
-        refs = {r.key: r.uri for r in d.references}
-        put_metadata(self.remote, node.path, metadata, refs, self.remote.list_objects(node.path))
-        self.remote.update_node(node.path, labels=list(spec.labels), description=spec.description)
+        put_metadata(self.remote, node.path, metadata, d.reference_map(), present)
         return entry
 
     def _record(self, d: Desired, remote: dict[str, str] | None, ap: ArtifactPlan) -> None:
@@ -207,7 +218,7 @@ def stage_local(d: Desired, cache_dir: Path) -> int:
     place_all(str(root), [(by_key[key].source, key) for key in todo])
     if not (root / "metadata.yaml").exists():
         write_yaml_atomic(root / "metadata.yaml", _metadata(d, None))
-    refs = {r.key: r.uri for r in d.references}
+    refs = d.reference_map()
     if refs:
         write_yaml_atomic(root / "references.yaml", refs)
     else:

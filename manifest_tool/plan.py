@@ -61,6 +61,10 @@ class Desired:
     def files(self) -> tuple[HashedFile, ...]:
         return tuple(map(HashedFile, self.declared, self.md5s()))
 
+    def reference_map(self) -> dict[str, str]:
+        """obj_path -> uri, as ``references.yaml`` holds them."""
+        return {r.key: r.uri for r in self.references}
+
 
 @dataclass(frozen=True)
 class ArtifactPlan:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,7 @@ def upload_artifact(
     upload_all(remote, node.path, uploads, WORKERS)
     art.remote.append(history_entry("upload", remote, node))
     art.save()
-    put_metadata(remote, node.path, art.to_dict(), _references(art.objects), present)
+    put_metadata(remote, node.path, art.to_dict(), _references(art.objects), lambda: present)
     if delete:
         remote.delete_objects(node.path, delete)
     digest = content_digest(art.objects.values())
@@ -64,16 +65,21 @@ def put_metadata(
     node_path: str,
     metadata: dict[str, Any],
     references: dict[str, str],
-    present: list[ObjectInfo],
+    present: Callable[[], Iterable[ObjectInfo]],
 ) -> None:
-    """Write ``metadata.yaml`` and ``references.yaml`` (or drop a stale one)."""
-    for key, value in (("metadata.yaml", metadata), ("references.yaml", references)):
-        if key == "references.yaml" and not value:
-            if any(o.path == key for o in present):
-                remote.delete_objects(node_path, [key])
-            continue
-        data = dump_yaml(value)
-        remote.put_object(node_path, Upload(key, md5_bytes(data), len(data), data=data))
+    """Write ``metadata.yaml`` and ``references.yaml`` (or drop a stale one).
+
+    ``present`` lists the node's objects; it is called only when there are no
+    references, to see whether an old ``references.yaml`` must go.
+    """
+    data = dump_yaml(metadata)
+    remote.put_object(node_path, Upload("metadata.yaml", md5_bytes(data), len(data), data=data))
+    if references:
+        data = dump_yaml(references)
+        upload = Upload("references.yaml", md5_bytes(data), len(data), data=data)
+        remote.put_object(node_path, upload)
+    elif any(o.path == "references.yaml" for o in present()):
+        remote.delete_objects(node_path, ["references.yaml"])
 
 
 def _references(objects: dict[str, dict[str, Any]]) -> dict[str, str]:
