@@ -16,7 +16,7 @@ from .cache import HashCache, Staged, StatRow
 from .hashing import content_digest, md5_file
 from .identity import new_identity
 from .lockfile import LockEntry
-from .model import ArtifactSpec, Expansion
+from .model import ArtifactSpec, Expansion, Reference
 from .plan import ArtifactPlan, Desired, HashedFile, LocalChanges
 from .publish import Target, conflict_refusal, object_changes, sibling_refusal
 from .remotes.base import Node, Remote, absolute_folder
@@ -52,7 +52,7 @@ def desired_state(
     alt, created = identity
     local_dir = parent / alt
     rows = expansion.files  # a LocalFile is its own stat row
-    refs = tuple((r.key, r.uri) for r in expansion.references)
+    refs = reference_pairs(expansion.references)
     usable = staged if staged and staged.alternative_name == alt and local_dir.is_dir() else None
     base = Desired(
         spec=spec,
@@ -74,6 +74,11 @@ def desired_state(
         digest=content_digest(_objects(files, expansion)),
         local=_local_changes(files, usable),
     )
+
+
+def reference_pairs(references: Sequence[Reference]) -> tuple[tuple[str, str], ...]:
+    """References as the staged index keeps them."""
+    return tuple((r.key, r.uri) for r in references)
 
 
 def _unchanged(staged: Staged, rows: Sequence[StatRow], refs: tuple[tuple[str, str], ...]) -> bool:
@@ -132,7 +137,7 @@ def snapshot(desired: Desired) -> Staged:
         desired.digest,
         desired.declared,
         desired.md5s(),
-        tuple((r.key, r.uri) for r in desired.references),
+        reference_pairs(desired.references),
     )
 
 
@@ -145,7 +150,7 @@ def stale_snapshot(desired: Desired, staged: Staged | None) -> bool:
         and not desired.local
         and staged.alternative_name == desired.alternative_name
         # changed references are a local change (references.yaml): apply restages
-        and staged.references == tuple((r.key, r.uri) for r in desired.references)
+        and staged.references == reference_pairs(desired.references)
         and (
             not staged.matches(desired.declared)
             or staged.digest != desired.digest

@@ -168,3 +168,13 @@ def test_long_lists_fold_unless_verbose(cli: Cli, project: Project) -> None:
     assert "... and 5 more (--verbose shows all)" in out
     code, out, _ = cli("plan", "--verbose")
     assert sum(line.startswith("    + many/") for line in out.splitlines()) == 25
+
+
+def test_a_file_remote_that_is_not_a_directory_is_one_line(cli: Cli, project: Project) -> None:
+    project.write("data/a.txt", "a")
+    project.manifest("version: 1\nartifacts:\n  - name: a\n    objects: [{file: data/a.txt}]\n")
+    project.write("not-a-dir", "x")
+    code, out, err = cli("plan", "--remote", "file:not-a-dir")
+    assert code == 1, (out, err)
+    assert err.startswith("error: cannot open the store at ")
+    assert "point the file: remote at a directory" in err and len(err.splitlines()) == 1

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import NodeNotFound
+from ..errors import NodeNotFound, RemoteError
 from .base import Node, ObjectInfo, Upload
 from .store import Store
 
@@ -18,9 +19,16 @@ READ_BLOCK = 1024 * 1024
 
 class LocalRemote:
     def __init__(self, root: Path, user: str) -> None:
-        self.store = Store(root)
-        self.user = user
         self.url = f"file:{root}"
+        try:
+            self.store = Store(root)
+        except (OSError, sqlite3.Error) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise RemoteError(
+                f"cannot open the store at {root}: {reason} "
+                "(point the file: remote at a directory you can write)"
+            ) from None
+        self.user = user
 
     def whoami(self) -> str:
         return self.user
