@@ -1,38 +1,34 @@
-"""Apply: the only writer. Carries a Plan out in a crash-safe order.
+"""Apply: the only writer. Carries a Plan out, exactly, in a crash-safe order.
 
-Per artifact: stage the local directory, then on the remote claim the node, clear
-its digest, upload and delete objects, write metadata.yaml, and set the digest
-last; then record the identity in the lock file (atomically). An interruption at
-any point leaves a node without a digest, which the next plan diffs and repairs.
+Per artifact: check that the remote still looks as the plan saw it (else stop with
+"changed since the plan"), then make the folders and the node the plan names (or
+rename it), clear its digest, upload and delete the objects the plan lists, write
+metadata.yaml, and set the digest last with a compare-and-set; then record the
+identity in the lock file (atomically). An interruption at any point leaves a node
+without a digest, which the next plan diffs and repairs. Apply decides nothing: a
+value the plan showed is the value it writes.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import HashCache, save_staged
-from .errors import ChecksumMismatch, ManifestToolError
+from .errors import ChecksumMismatch, ManifestToolError, NameConflict, NodeNotFound, StalePlan
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
 from .plan import UPLOADING, ArtifactPlan, Desired, Plan
-from .planner import snapshot, target_of
-from .publish import (
-    claim_node,
-    history_entry,
-    object_changes,
-    open_node,
-    seal,
-    upload_all,
-)
-from .remotes.base import Node, ObjectInfo, Remote, Upload
+from .planner import seen_of
+from .publish import history_entry, make_folders, open_node, seal, upload_all
+from .remotes.base import ARTIFACT, Node, Remote, Upload
 from .transfer import put_metadata
 
 OnUpload = Callable[[Upload], None]
+History = Callable[[Desired], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -43,62 +39,118 @@ class Applied:
     uploaded: int = 0
     uploaded_bytes: int = 0
     deleted: int = 0
-    staged: int = 0
+    record: dict[str, str] | None = None  # the history entry written, if any
+
+
+def local_history(d: Desired) -> list[dict[str, Any]]:
+    """The upload history kept in the artifact's local metadata.yaml."""
+    meta_file = d.local_dir / "metadata.yaml"
+    try:
+        old = read_yaml(meta_file) if meta_file.is_file() else None
+    except Exception:  # a damaged local copy only loses history
+        return []
+    return list(old.get("remote") or []) if isinstance(old, dict) else []
 
 
 @dataclass
 class Applier:
     remote: Remote
-    cache_dir: Path
-    lock_file: Path
+    lock_file: Path | None
     lock: dict[str, LockEntry]
     workers: int = 4
     on_upload: OnUpload | None = None
     on_start: Callable[[ArtifactPlan, list[Upload]], None] | None = None
+    history: History = local_history
+    local_copies: bool = True  # keep metadata.yaml/references.yaml in .em/artifacts/<alt>/
     results: list[Applied] = field(default_factory=list)
 
     def apply(self, plan: Plan) -> list[Applied]:
         if plan.errors:
             first = plan.errors[0]
-            raise ManifestToolError(f"artifact '{first.name}': {first.message}")
-        _keep_out_of_git(self.cache_dir.parent)
+            raise ManifestToolError(f"artifact '{first.name}': {first.full_message}")
         for ap in plan.artifacts:
             self.results.append(self._one(ap))
         return self.results
 
     def _one(self, ap: ArtifactPlan) -> Applied:
+        if ap.action == "orphan":
+            return Applied(ap.name, ap.action, ap.path)
+        if ap.action == "delete":
+            return self._prune(ap)
         d = ap.desired
-        # not in_sync: the files may match but references.yaml may not
-        restage = d.local or not d.in_sync or not d.local_dir.is_dir()
-        staged = stage_local(d, self.cache_dir) if restage else 0
-        result = Applied(ap.name, ap.action, ap.path, staged=staged)
-        remote_record: dict[str, str] | None = None
+        assert d is not None, "an artifact's plan carries its desired state"
+        result = Applied(ap.name, ap.action, ap.path)
         if ap.action in UPLOADING:
             self._claim_identity(d)
-            result, remote_record = self._publish(ap, result)
+            result = self._publish(ap, d)
         elif ap.action == "metadata":
-            remote_record = self._metadata(ap)
-        self._record(d, remote_record, ap)
+            result = self._metadata(ap, d)
+        self._record(ap, d, result.record)
         return result
 
+    # -- checking the plan still holds ------------------------------------------------
+    def _current(self, ap: ArtifactPlan, path: str) -> Node | None:
+        """The node at ``path``, as long as it is what the plan saw; else stop."""
+        node = self.remote.node_info(path)
+        if seen_of(node) != ap.seen:
+            raise StalePlan(
+                f"artifact '{ap.name}': {path} changed since the plan; run 'manifest-tool plan'"
+                " again"
+            )
+        return node
+
+    # -- the node ---------------------------------------------------------------------
+    def _node(self, ap: ArtifactPlan, d: Desired) -> Node:
+        """The node the plan writes: made, replaced, renamed or as it is."""
+        current = self._current(ap, ap.rename_from or ap.path)
+        if ap.rename_from:
+            assert current is not None
+            return self._update(ap, current.path, name=d.spec.name)
+        if ap.action == "replace" and current is not None:
+            self.remote.delete_node(current.path)
+            current = None
+        if current is not None:
+            return current
+        make_folders(self.remote, ap.make_folders)
+        parent, _, name = ap.path.rpartition("/")
+        extra = json.dumps({"alternativeName": d.alternative_name})
+        try:
+            self.remote.create_node(parent, name, ARTIFACT, extra=extra)
+        except (NameConflict, NodeNotFound):
+            raise StalePlan(
+                f"artifact '{ap.name}': {ap.path} changed since the plan; run 'manifest-tool"
+                " plan' again"
+            ) from None
+        return self._info(ap.path)
+
+    def _update(self, ap: ArtifactPlan, path: str, **fields: Any) -> Node:
+        try:
+            return self.remote.update_node(path, **fields)
+        except NameConflict:
+            raise StalePlan(
+                f"artifact '{ap.name}': {ap.path} appeared since the plan; run 'manifest-tool"
+                " plan' again"
+            ) from None
+
+    def _info(self, path: str) -> Node:
+        node = self.remote.node_info(path)
+        if node is None:
+            raise NodeNotFound(path)
+        return node
+
+    # -- the steps --------------------------------------------------------------------
     def _claim_identity(self, d: Desired) -> None:
         """Lock the identity before the remote sees it, so that an apply interrupted
         mid-upload resumes its own node next time instead of meeting it as a stranger."""
         old = self.lock.get(d.spec.name)
         if old is None or old.alternativeName != d.alternative_name:
             self.lock[d.spec.name] = LockEntry(d.alternative_name, d.created_timestamp)
-            write_lock(self.lock_file, self.lock)
+            self._save_lock()
 
-    def _publish(self, ap: ArtifactPlan, result: Applied) -> tuple[Applied, dict[str, str] | None]:
-        d = ap.desired
-        node = claim_node(self.remote, target_of(d), self.remote.whoami())
-        if node is None:  # became a foreign node since planning, and the strategy is skip
-            return Applied(ap.name, "skip", ap.path, staged=result.staged), None
+    def _publish(self, ap: ArtifactPlan, d: Desired) -> Applied:
+        node = self._node(ap, d)
         open_node(self.remote, node, d.alternative_name)
-        present = self.remote.list_objects(node.path)
-        wanted = {h.file.key: (h.file.size, h.md5) for h in d.files}
-        upload, delete = object_changes(wanted, present)
-        uploads = _uploads(d, set(upload))
+        uploads = _uploads(d, set(ap.upload))
         if self.on_start:
             self.on_start(ap, uploads)
         try:
@@ -108,71 +160,68 @@ class Applier:
                 f"artifact '{ap.name}': a file changed while it was uploaded ({err}); "
                 "run apply again once it is written"
             ) from None
-        record = self._finish(d, node, present, delete)
-        sent = sum(u.size for u in uploads)
-        return Applied(
-            ap.name, ap.action, node.path, len(uploads), sent, len(delete), result.staged
-        ), record
-
-    def _finish(
-        self, d: Desired, node: Node, present: list[ObjectInfo], delete: list[str]
-    ) -> dict[str, str]:
-        entry = self._write_metadata(d, node, lambda: present)
-        if delete:
-            self.remote.delete_objects(node.path, delete)
+        record = self._write_metadata(d, node)
+        if ap.delete:
+            self.remote.delete_objects(node.path, list(ap.delete))
         spec = d.spec
-        seal(
-            self.remote,
-            node,
-            d.alternative_name,
-            d.digest,
-            spec.labels,
-            spec.description,
-            d.reference_map(),
-        )
-        return entry
+        refs = d.reference_map()
+        seal(self.remote, node.path, d.alternative_name, d.digest, spec.labels,
+             spec.description, refs)  # fmt: skip
+        sent = sum(u.size for u in uploads)
+        return Applied(ap.name, ap.action, node.path, len(uploads), sent, len(ap.delete), record)
 
-    def _metadata(self, ap: ArtifactPlan) -> dict[str, str] | None:
+    def _metadata(self, ap: ArtifactPlan, d: Desired) -> Applied:
         """Labels or description changed: the content and its digest stay as they are."""
-        d, spec = ap.desired, ap.desired.spec
-        node = self.remote.node_info(ap.path)
-        if node is None:
-            raise ManifestToolError(f"artifact '{ap.name}': {ap.path} vanished; run apply again")
-        entry = self._write_metadata(d, node, lambda: self.remote.list_objects(node.path))
+        node = self._current(ap, ap.path)
+        assert node is not None
+        record = self._write_metadata(d, node)
+        spec = d.spec
         self.remote.update_node(node.path, labels=list(spec.labels), description=spec.description)
-        return entry
+        return Applied(ap.name, ap.action, node.path, record=record)
 
-    def _write_metadata(
-        self, d: Desired, node: Node, present: Callable[[], Iterable[ObjectInfo]]
-    ) -> dict[str, str]:
-        """metadata.yaml (with a new history entry) locally and on the node, and
-        references.yaml on the node; returns the history entry."""
+    def _write_metadata(self, d: Desired, node: Node) -> dict[str, str]:
+        """metadata.yaml (with a new history entry) on the node, and locally; returns
+        the history entry."""
         entry = history_entry("upload", self.remote, node)
-        metadata = _metadata(d, entry)
-        write_yaml_atomic(d.local_dir / "metadata.yaml", metadata)
-        put_metadata(self.remote, node.path, metadata, d.reference_map(), present)
+        metadata = artifact_metadata(d, [*self.history(d), entry])
+        put_metadata(self.remote, node.path, metadata, d.reference_map())
+        if self.local_copies:
+            write_local(d, metadata)
         return entry
 
-    def _record(self, d: Desired, remote: dict[str, str] | None, ap: ArtifactPlan) -> None:
-        old = self.lock.get(d.spec.name)
+    def _prune(self, ap: ArtifactPlan) -> Applied:
+        if ap.seen != "absent":
+            node = self._current(ap, ap.path)
+            if node is not None:
+                self.remote.delete_node(node.path)
+        for key, entry in list(self.lock.items()):
+            if key in (ap.name, ap.path) and entry.alternativeName == ap.alternative_name:
+                del self.lock[key]
+        self._save_lock()
+        return Applied(ap.name, "delete", ap.path)
+
+    # -- the lock ---------------------------------------------------------------------
+    def _record(self, ap: ArtifactPlan, d: Desired, record: dict[str, str] | None) -> None:
+        name = d.spec.name
+        old = self.lock.get(name)
         keep = old.remote if old and old.alternativeName == d.alternative_name else {}
+        digest = d.digest if ap.action != "skip" else (old.contentDigest if old else "")
         entry = LockEntry(
             alternativeName=d.alternative_name,
             createdTimestamp=d.created_timestamp,
-            contentDigest=d.digest if ap.action != "skip" else (old.contentDigest if old else ""),
-            remote=_lock_remote(remote) if remote else keep,
+            contentDigest=digest,
+            remote=_lock_remote(record) if record else keep,
         )
-        if old != entry:
-            self.lock[d.spec.name] = entry
+        if d.moved_from:
+            self.lock.pop(d.moved_from, None)
+        if d.retired is not None:  # a folder change: the old node stays an orphan
+            self.lock[d.retired.remote["path"]] = d.retired
+        self.lock[name] = entry
+        self._save_lock()
+
+    def _save_lock(self) -> None:
+        if self.lock_file is not None:
             write_lock(self.lock_file, self.lock)
-
-
-def _keep_out_of_git(em_dir: Path) -> None:
-    """``.em/`` holds local state and maybe the embedded store: never commit it."""
-    marker = em_dir / ".gitignore"
-    if not marker.exists():
-        em_dir.mkdir(parents=True, exist_ok=True)
-        marker.write_text("# Local state of manifest-tool; commit the lock file instead.\n*\n")
 
 
 def _lock_remote(entry: dict[str, str]) -> dict[str, str]:
@@ -187,15 +236,8 @@ def _uploads(d: Desired, keys: set[str]) -> list[Upload]:
     ]
 
 
-def _metadata(d: Desired, entry: dict[str, str] | None) -> dict[str, Any]:
-    history: list[Any] = []
-    meta_file = d.local_dir / "metadata.yaml"
-    if meta_file.is_file():
-        try:
-            old = read_yaml(meta_file)
-            history = list(old.get("remote") or []) if isinstance(old, dict) else []
-        except Exception:  # a damaged local copy only loses history
-            history = []
+def artifact_metadata(d: Desired, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The artifact's metadata.yaml: T9k's ``to_dict()``, keys in its order."""
     return {
         "kind": "Artifact",
         "name": d.spec.name,
@@ -203,70 +245,30 @@ def _metadata(d: Desired, entry: dict[str, str] | None) -> dict[str, Any]:
         "description": d.spec.description,
         "createdTimestamp": d.created_timestamp,
         "alternativeName": d.alternative_name,
-        "remote": [*history, entry] if entry else history,
+        "remote": history,
     }
 
 
-def stage_local(d: Desired, cache_dir: Path) -> int:
-    """Make the local directory mirror the declared files (hard links where possible)."""
+def write_local(d: Desired, metadata: dict[str, Any]) -> None:
+    """``.em/artifacts/<alt>/``: metadata.yaml and references.yaml, and never a link to
+    a user's file (writing into this directory must not change a source)."""
     root = d.local_dir
     root.mkdir(parents=True, exist_ok=True)
-    by_key = {h.file.key: h.file for h in d.files}
-    todo = d.local.add + d.local.update
-    for key in d.local.remove:  # first: a removed file 'x' may be the new folder 'x/'
-        _remove(root, key)
-    place_all(str(root), [(by_key[key].source, key) for key in todo])
-    if not (root / "metadata.yaml").exists():
-        write_yaml_atomic(root / "metadata.yaml", _metadata(d, None))
+    _drop_links(root)
+    write_yaml_atomic(root / "metadata.yaml", metadata)
     refs = d.reference_map()
     if refs:
         write_yaml_atomic(root / "references.yaml", refs)
     else:
         (root / "references.yaml").unlink(missing_ok=True)
-    save_staged(cache_dir, d.spec.name, snapshot(d))
-    hashes = HashCache(cache_dir / "hashes")
-    hashes.forget(h.file.source for h in d.files)
-    hashes.save()
-    return len(todo) + len(d.local.remove)
 
 
-def place_all(root: str, pairs: list[tuple[str, str]]) -> None:
-    """Link (or copy) each source to root/key; plain string paths, as this runs per file."""
-    made: set[str] = set()
-    for source, key in pairs:
-        dest = f"{root}/{key}"
-        parent = dest.rpartition("/")[0]
-        if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            made.add(parent)
-        _place(source, dest)
-
-
-def _place(source: str, dest: str) -> None:
-    try:
-        os.link(source, dest, follow_symlinks=True)
-        return
-    except FileExistsError:
-        if os.path.isdir(dest) and not os.path.islink(dest):
-            shutil.rmtree(dest)
-        else:
-            os.unlink(dest)
-    except OSError:  # another filesystem, or links not allowed: copy
-        shutil.copy2(source, dest)
-        return
-    try:
-        os.link(source, dest, follow_symlinks=True)
-    except OSError:
-        shutil.copy2(source, dest)
-
-
-def _remove(root: Path, key: str) -> None:
-    path = root / key
-    path.unlink(missing_ok=True)
-    parent = path.parent
-    while parent != root:
-        try:
-            parent.rmdir()
-        except OSError:
-            break
-        parent = parent.parent
+def _drop_links(root: Path) -> None:
+    """Older versions hard-linked sources here; a link is only a second name of the
+    user's file, so removing it loses nothing (a file with one link is kept)."""
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if os.path.islink(path) or st.st_nlink > 1:
+                os.unlink(path)

@@ -1,6 +1,6 @@
 """The command line: parse, call, print, exit code.
 
-Exit codes: 0 done, 1 a known error (one line on stderr), 2 changes pending
+Exit codes: 0 done, 1 a known error or a usage error (one line on stderr), 2 changes pending
 (``plan --detailed-exitcode``), 3 an unexpected bug (with a log file), 130 Ctrl-C.
 """
 
@@ -54,6 +54,21 @@ class LazyGroup(click.Group):
         from .commands import COMMANDS
 
         return sorted(COMMANDS)
+
+    # Usage errors exit 1, like every other error: CI reads 2 as "changes pending".
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as err:
+            err.exit_code = 1
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as err:
+            err.exit_code = 1
+            raise
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         from .commands import COMMANDS

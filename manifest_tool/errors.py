@@ -72,3 +72,7 @@ class ConflictError(ManifestToolError):
 
 class StalePlan(ManifestToolError):
     """A saved plan no longer matches the manifest, local files or remote."""
+
+
+class RevisionMismatch(RemoteError):
+    """A compare-and-set on a node lost: its objects changed since they were listed."""

@@ -228,6 +228,25 @@ def _check_semantics(data: Any, problems: _Problems) -> None:
         else:
             names[name] = i
         _check_objects(i, artifact["objects"], problems)
+    _check_moved(data.get("moved", ()), names, problems)
+
+
+def _check_moved(moved: list[dict[str, str]], names: dict[str, int], problems: _Problems) -> None:
+    """Each rename goes from a name no longer declared to one that is, once."""
+    sources: set[str] = set()
+    targets: set[str] = set()
+    for i, entry in enumerate(moved):
+        at: JsonPath = ("moved", i)
+        if entry["to"] not in names:
+            problems.at_value((*at, "to"), f"'{entry['to']}' is not an artifact of this manifest")
+        if entry["from"] in names:
+            problems.at_value(
+                (*at, "from"), f"'{entry['from']}' is still declared: remove it or the move"
+            )
+        if entry["from"] in sources or entry["to"] in targets:
+            problems.at_value(at, "each name may be moved from, and to, only once")
+        sources.add(entry["from"])
+        targets.add(entry["to"])
 
 
 def _check_objects(i: int, objects: list[dict[str, Any]], problems: _Problems) -> None:
@@ -314,7 +333,10 @@ def _freeze(path: Path, data: Any, final_vars: dict[str, str], doc: Document) ->
         _artifact(raw, defaults, ("artifacts", i), doc) for i, raw in enumerate(data["artifacts"])
     )
     remote_url = data.get("remote", {}).get("url")
-    return Manifest(path=path, artifacts=artifacts, remote_url=remote_url, vars=final_vars)
+    moved = {m["to"]: m["from"] for m in data.get("moved", ())}
+    return Manifest(
+        path=path, artifacts=artifacts, remote_url=remote_url, vars=final_vars, moved=moved
+    )
 
 
 def _artifact(

@@ -50,6 +50,7 @@ class Manifest:
     artifacts: tuple[ArtifactSpec, ...]
     remote_url: str | None = None
     vars: Mapping[str, str] = field(default_factory=dict)
+    moved: Mapping[str, str] = field(default_factory=dict)  # new name -> old name
 
     @property
     def root(self) -> Path:
@@ -57,6 +58,12 @@ class Manifest:
 
     def select(self, targets: tuple[str, ...]) -> tuple[ArtifactSpec, ...]:
         """The artifacts named by ``targets`` (all when empty), in manifest order."""
+        unknown = sorted(set(targets) - {a.name for a in self.artifacts})
+        if unknown:
+            from .errors import InvalidInput
+
+            names = ", ".join(a.name for a in self.artifacts)
+            raise InvalidInput(f"no artifact named {unknown[0]!r} in the manifest (have: {names})")
         if not targets:
             return self.artifacts
         return tuple(a for a in self.artifacts if a.name in targets)

@@ -1,4 +1,10 @@
-"""The plan: a value saying what apply will do, printable, comparable and savable."""
+"""The plan: a value saying exactly what apply will do, printable, comparable, savable.
+
+Every decision lives here once the planner has made it: the node path, the identity
+(alternative name and created timestamp), the metadata, the objects to upload and
+delete, the folders to make, a rename or a prune, and what the remote looked like
+(``seen``). Apply carries it out and decides nothing.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import ManifestToolError, StalePlan
+from .lockfile import LockEntry
 from .model import ArtifactSpec, LocalFile, Reference
 
-UPLOADING = ("create", "update", "replace", "new")
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
+# Actions that write objects into a node (and so clear and re-seal its digest).
+UPLOADING = ("create", "update", "replace", "new", "rename")
+# Actions that leave the remote as it is.
+QUIET = ("none", "skip", "orphan")
 
 
 class HashedFile(NamedTuple):
@@ -22,25 +32,10 @@ class HashedFile(NamedTuple):
 
 
 @dataclass(frozen=True)
-class LocalChanges:
-    """Files to add, update and remove in the artifact's local directory."""
-
-    add: tuple[str, ...] = ()
-    update: tuple[str, ...] = ()
-    remove: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.add or self.update or self.remove)
-
-    def to_json(self) -> dict[str, list[str]]:
-        return {"add": list(self.add), "update": list(self.update), "remove": list(self.remove)}
-
-
-@dataclass(frozen=True)
 class Desired:
     """One artifact as the manifest and the local files declare it, hashed.
 
-    The MD5s come from ``md5s`` on first use of ``files``: when the staged index
+    The MD5s come from ``md5s`` on first use of ``files``: when the hash index
     proves nothing changed (``in_sync``), a plan needs only the digest, and building
     100,000 hashed-file values would cost more than the rest of the plan.
     """
@@ -53,9 +48,14 @@ class Desired:
     md5s: Callable[[], Sequence[str]] = field(repr=False, compare=False)
     references: tuple[Reference, ...] = ()
     digest: str = ""
-    local: LocalChanges = LocalChanges()
     local_dir: Path = Path()
     in_sync: bool = False
+    # ``moved``: the node this artifact was published to under its old name, and the
+    # lock key its identity comes from
+    previous_path: str = ""
+    moved_from: str = ""
+    # a folder change: the old node's lock entry, kept as an orphan once this is applied
+    retired: LockEntry | None = None
 
     @cached_property
     def files(self) -> tuple[HashedFile, ...]:
@@ -68,39 +68,69 @@ class Desired:
 
 @dataclass(frozen=True)
 class ArtifactPlan:
+    """What apply does for one artifact (or one orphaned lock entry)."""
+
     name: str
     folder: str
     path: str  # the node apply writes (F/N, or F/<alt> under 'new')
     action: str
-    desired: Desired = field(repr=False, compare=False)
+    desired: Desired | None = field(default=None, repr=False, compare=False)
     upload: tuple[str, ...] = ()
     delete: tuple[str, ...] = ()
-    seen: str = "absent"  # the remote state planned against, for staleness checks
+    modified: tuple[str, ...] = ()  # the uploads that replace an object the node has
+    seen: str = "absent"  # the node planned against (id, objects revision, digest)
     message: str = ""
-
-    @property
-    def local(self) -> LocalChanges:
-        return self.desired.local
+    hint: str = ""  # what to do about ``message``
+    refusal: str = ""  # errors: "folder" (it does not exist) or "conflict"
+    make_folders: tuple[str, ...] = ()  # created top-down before the node
+    rename_from: str = ""  # 'rename': the node's path before
+    old_labels: tuple[str, ...] = ()
+    old_description: str = ""
+    lock_change: bool = False  # apply rewrites this artifact's lock entry
+    alternative_name: str = ""  # orphans and deletes: the identity the lock holds
 
     @property
     def changes(self) -> bool:
-        return self.action not in ("none", "skip") or bool(self.local)
+        """Whether apply would change the remote or the lock for this artifact."""
+        return self.action not in QUIET or self.lock_change
+
+    @property
+    def full_message(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.desired.spec.labels if self.desired else ()
+
+    @property
+    def description(self) -> str:
+        return self.desired.spec.description if self.desired else ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        d = self.desired
+        out: dict[str, Any] = {
             "name": self.name,
             "folder": self.folder,
             "path": self.path,
             "action": self.action,
             "upload": list(self.upload),
             "delete": list(self.delete),
-            "local": self.local.to_json(),
-            "alternativeName": self.desired.alternative_name,
-            "createdTimestamp": self.desired.created_timestamp,
-            "contentDigest": self.desired.digest,
+            "modified": list(self.modified),
+            "alternativeName": d.alternative_name if d else self.alternative_name,
+            "createdTimestamp": d.created_timestamp if d else "",
+            "contentDigest": d.digest if d else "",
+            "labels": list(self.labels),
+            "description": self.description,
             "seen": self.seen,
-            "message": self.message,
+            "message": self.full_message,
+            "makeFolders": list(self.make_folders),
+            "lockChange": self.lock_change,
         }
+        if self.rename_from:
+            out["renameFrom"] = self.rename_from
+        if self.action == "metadata":
+            out["old"] = {"labels": list(self.old_labels), "description": self.old_description}
+        return out
 
 
 @dataclass(frozen=True)
@@ -109,6 +139,8 @@ class Plan:
     remote_url: str
     artifacts: tuple[ArtifactPlan, ...]
     warnings: tuple[str, ...] = ()
+    prune: bool = False
+    targets: tuple[str, ...] = ()  # as given: none means every artifact, and the orphans
 
     @property
     def changes(self) -> bool:
@@ -125,6 +157,8 @@ class Plan:
             "format": PLAN_FORMAT,
             "manifest": str(self.manifest),
             "remote": self.remote_url,
+            "prune": self.prune,
+            "targets": list(self.targets),
         }
 
 
@@ -140,13 +174,35 @@ def read_saved(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as err:
         raise ManifestToolError(f"{path}: cannot read the saved plan ({err})") from None
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
-        raise ManifestToolError(f"{path}: not a plan saved by 'manifest-tool plan --out'")
+        raise ManifestToolError(f"{path}: not a plan saved by this 'manifest-tool plan --out'")
     return data
 
 
 def saved_identities(saved: dict[str, Any]) -> dict[str, tuple[str, str]]:
     """The identities a saved plan chose, so a re-plan picks the same ones."""
-    return {a["name"]: (a["alternativeName"], a["createdTimestamp"]) for a in saved["artifacts"]}
+    return {
+        a["name"]: (a["alternativeName"], a["createdTimestamp"])
+        for a in saved["artifacts"]
+        if a.get("createdTimestamp")
+    }
+
+
+# Everything apply writes or relies on: if any differs, the saved plan is stale.
+COMPARED = (
+    "action",
+    "path",
+    "upload",
+    "delete",
+    "alternativeName",
+    "createdTimestamp",
+    "contentDigest",
+    "labels",
+    "description",
+    "seen",
+    "makeFolders",
+    "renameFrom",
+    "lockChange",
+)
 
 
 def check_fresh(saved: dict[str, Any], fresh: Plan, plan_file: Path) -> None:
@@ -163,8 +219,8 @@ def check_fresh(saved: dict[str, Any], fresh: Plan, plan_file: Path) -> None:
                 f"{plan_file} is stale: artifact '{name}' was added or removed since; "
                 "run 'manifest-tool plan' again"
             )
-        for key in ("action", "path", "upload", "delete", "local", "contentDigest", "seen"):
-            if old[name].get(key) != new[name][key]:
+        for key in COMPARED:
+            if old[name].get(key) != new[name].get(key):
                 raise StalePlan(
                     f"{plan_file} is stale: artifact '{name}' changed since it was planned "
                     f"({key} differs); run 'manifest-tool plan' again"

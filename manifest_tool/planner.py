@@ -1,43 +1,78 @@
-"""The planner: manifest + local files + lock + remote -> Plan. It writes nothing.
+"""The planner: manifest + local files + lock + remote -> Plan. It writes no remote.
 
-It reads the remote (one ``nodes/info`` per unchanged artifact, an object listing
-only where content differs) and hashes only files whose (size, mtime_ns, inode)
-it has not seen; the caller decides whether to keep the updated hash cache.
+Two halves. ``desired_state`` hashes what the manifest declares (only files whose
+(size, mtime_ns, inode) it has not seen). ``decide`` is pure: given what was read
+from the remote, as a mapping from (kind, path) to the answer, it returns the
+artifact's plan, or the one read it still needs. ``plan_one`` makes those reads,
+so the remote is read lazily (one ``nodes/info`` for an unchanged artifact, an
+object listing only where content differs) and the rules live in one place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from operator import itemgetter
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from .cache import HashCache, Staged, StatRow
 from .hashing import content_digest, md5_file
-from .identity import new_identity
 from .lockfile import LockEntry
 from .model import ArtifactSpec, Expansion, Reference
-from .plan import ArtifactPlan, Desired, HashedFile, LocalChanges
-from .publish import Target, conflict_refusal, object_changes, sibling_refusal
-from .remotes.base import Node, Remote, absolute_folder
+from .plan import ArtifactPlan, Desired, HashedFile
+from .publish import RESERVED, check_conflict, sibling_refusal
+from .remotes.base import ARTIFACT, Node, ObjectInfo, Remote, absolute_folder
 
 Identity = tuple[str, str]  # alternativeName, createdTimestamp
+Read = tuple[str, str]  # (kind, path): kind is "node", "listing" or "created"
+Reads = Mapping[Read, Any]
+
+
+class Need(NamedTuple):
+    """The remote read ``decide`` needs before it can decide."""
+
+    read: Read
+
+
+class _Missing(Exception):
+    def __init__(self, read: Read) -> None:
+        self.read = read
+
+
+def _get(reads: Reads, kind: str, path: str) -> Any:
+    try:
+        return reads[(kind, path)]
+    except KeyError:
+        raise _Missing((kind, path)) from None
+
+
+# -- identity ---------------------------------------------------------------------------
 
 
 def choose_identity(
-    spec: ArtifactSpec, lock: LockEntry | None, chosen: Identity | None = None
+    spec: ArtifactSpec,
+    lock: LockEntry | None,
+    chosen: Identity | None,
+    mint: Callable[[str], Identity],
 ) -> Identity:
-    """Pinned name > the lock's > one chosen earlier (a saved plan) > a new one."""
+    """Pinned name > the lock's > one chosen earlier (a saved or earlier plan) > mint.
+
+    ``mint`` makes a new identity and remembers it, so that the next plan, and the
+    apply after it, keep the one this plan showed.
+    """
     if spec.alternative_name:
-        same = lock is not None and lock.alternativeName == spec.alternative_name
-        created = lock.createdTimestamp if same and lock else new_identity(spec.name)[0]
-        return spec.alternative_name, created
+        if lock is not None and lock.alternativeName == spec.alternative_name:
+            return spec.alternative_name, lock.createdTimestamp
+        if chosen and chosen[0] == spec.alternative_name:
+            return chosen
+        return spec.alternative_name, mint(spec.name)[1]
     if lock is not None:
         return lock.alternativeName, lock.createdTimestamp
-    if chosen:
-        return chosen
-    created, alt = new_identity(spec.name)
-    return alt, created
+    return chosen or mint(spec.name)
+
+
+# -- the local half ---------------------------------------------------------------------
 
 
 def desired_state(
@@ -50,10 +85,8 @@ def desired_state(
     parent: Path,
 ) -> Desired:
     alt, created = identity
-    local_dir = parent / alt
     rows = expansion.files  # a LocalFile is its own stat row
     refs = reference_pairs(expansion.references)
-    usable = staged if staged and staged.alternative_name == alt and local_dir.is_dir() else None
     base = Desired(
         spec=spec,
         folder=absolute_folder(spec.folder, user),
@@ -62,27 +95,22 @@ def desired_state(
         declared=rows,
         md5s=tuple,
         references=expansion.references,
-        local_dir=local_dir,
+        local_dir=parent / alt,
     )
-    if usable is not None and _unchanged(usable, rows, refs):
-        return replace(base, md5s=lambda: usable.md5s, digest=usable.digest, in_sync=True)
-    files = _hash_files(expansion, usable, hashes)
+    if staged is not None and _unchanged(staged, rows, refs):
+        return replace(base, md5s=lambda: staged.md5s, digest=staged.digest, in_sync=True)
+    files = _hash_files(expansion, staged, hashes)
     md5s = tuple(h.md5 for h in files)
-    return replace(
-        base,
-        md5s=lambda: md5s,
-        digest=content_digest(_objects(files, expansion)),
-        local=_local_changes(files, usable),
-    )
+    return replace(base, md5s=lambda: md5s, digest=content_digest(_objects(files, expansion)))
 
 
 def reference_pairs(references: Sequence[Reference]) -> tuple[tuple[str, str], ...]:
-    """References as the staged index keeps them."""
+    """References as the hash index keeps them."""
     return tuple((r.key, r.uri) for r in references)
 
 
 def _unchanged(staged: Staged, rows: Sequence[StatRow], refs: tuple[tuple[str, str], ...]) -> bool:
-    """The fast path: the staged index holds exactly these rows, none racily clean."""
+    """The fast path: the index holds exactly these rows, none racily clean."""
     newest = max(map(itemgetter(3), rows), default=0)
     return staged.references == refs and newest < staged.written_ns and staged.matches(rows)
 
@@ -113,25 +141,8 @@ def _objects(files: tuple[HashedFile, ...], expansion: Expansion) -> list[dict[s
     return objs + [{"path": r.key, "uri": r.uri} for r in expansion.references]
 
 
-def _local_changes(files: tuple[HashedFile, ...], staged: Staged | None) -> LocalChanges:
-    """By content: a touched file, or the same bytes saved anew, is no local change."""
-    if staged is None:
-        return LocalChanges(add=tuple(h.file.key for h in files))
-    old = {row[0]: (row[1], md5) for row, md5 in zip(staged.stats, staged.md5s, strict=True)}
-    new_keys = {h.file.key for h in files}
-    return LocalChanges(
-        add=tuple(h.file.key for h in files if h.file.key not in old),
-        update=tuple(
-            h.file.key
-            for h in files
-            if h.file.key in old and old[h.file.key] != (h.file.source, h.md5)
-        ),
-        remove=tuple(sorted(k for k in old if k not in new_keys)),
-    )
-
-
 def snapshot(desired: Desired) -> Staged:
-    """The staged index that describes ``desired``'s local directory once in sync."""
+    """The hash index entry that describes ``desired``'s files."""
     return Staged.build(
         desired.alternative_name,
         desired.digest,
@@ -141,146 +152,247 @@ def snapshot(desired: Desired) -> Staged:
     )
 
 
-def stale_snapshot(desired: Desired, staged: Staged | None) -> bool:
-    """In sync by content, but the index's stats are old (a touch): worth rewriting,
-    or every later plan would re-read the hash cache and recompute the digest."""
-    return (
-        staged is not None
-        and not desired.in_sync
-        and not desired.local
-        and staged.alternative_name == desired.alternative_name
-        # changed references are a local change (references.yaml): apply restages
-        and staged.references == reference_pairs(desired.references)
-        and (
-            not staged.matches(desired.declared)
-            or staged.digest != desired.digest
-            or not all(staged.trusted(row) for row in staged.stats)
-        )
-    )
+# -- the remote half: one decider -------------------------------------------------------
 
 
-def decide(remote: Remote, desired: Desired, user: str) -> ArtifactPlan:
-    """The remote half of the plan for one artifact (PROTOCOL + DESIGN rules)."""
-    spec, folder = desired.spec, desired.folder
-    path = f"{folder}/{spec.name}"
-    node = remote.node_info(path)
-    if node is None:
-        return _create(remote, desired, user, path)
-    extra = node.extra_dict
-    pin = spec.alternative_name
-    adoptable = not pin or extra.get("alternativeName") == pin  # a pin is never overridden
-    if extra.get("contentDigest") == desired.digest and adoptable:
-        return _same_content(remote, desired, node)
-    if extra.get("alternativeName") == desired.alternative_name:
-        return _update(remote, desired, node, "update")
-    return _conflict(remote, desired, node, str(extra.get("alternativeName") or "?"))
-
-
-def _plan(desired: Desired, path: str, action: str, **kw: object) -> ArtifactPlan:
-    return ArtifactPlan(
-        name=desired.spec.name,
-        folder=desired.folder,
-        path=path,
-        action=action,
-        desired=desired,
-        **kw,  # type: ignore[arg-type]
-    )
-
-
-def _seen(node: Node | None) -> str:
+def seen_of(node: Node | None) -> str:
+    """What a plan saw of a node: enough to tell, at apply, whether it changed."""
     if node is None:
         return "absent"
-    return f"{node.id}@{node.updated_at}:{node.extra_dict.get('contentDigest', '')}"
+    mark = node.revision if node.revision is not None else node.updated_at
+    return f"{node.id}@{mark}:{node.extra_dict.get('contentDigest', '')}"
+
+
+def decide(desired: Desired, reads: Reads, user: str) -> ArtifactPlan | Need:
+    """The plan for one artifact from what was read of the remote (DESIGN's rules)."""
+    try:
+        return _decide(desired, reads, user)
+    except _Missing as missing:
+        return Need(missing.read)
+
+
+def _decide(desired: Desired, reads: Reads, user: str) -> ArtifactPlan:
+    spec, folder = desired.spec, desired.folder
+    path = f"{folder}/{spec.name}"
+    node: Node | None = _get(reads, "node", path)
+    if node is None:
+        renamed = _rename(desired, reads)
+        return renamed or _create(desired, reads, user, path)
+    extra = node.extra_dict
+    pin = spec.alternative_name
+    adoptable = node.type == ARTIFACT and (not pin or extra.get("alternativeName") == pin)
+    if extra.get("contentDigest") == desired.digest and adoptable:
+        return _same_content(desired, reads, node)
+    if node.type == ARTIFACT and extra.get("alternativeName") == desired.alternative_name:
+        return _update(desired, reads, node, "update")
+    return _conflict(desired, reads, node, str(extra.get("alternativeName") or "?"))
+
+
+def _plan(desired: Desired, path: str, action: str, **kw: Any) -> ArtifactPlan:
+    return ArtifactPlan(
+        name=desired.spec.name, folder=desired.folder, path=path, action=action,
+        desired=desired, **kw,
+    )  # fmt: skip
 
 
 def _all_keys(desired: Desired) -> tuple[str, ...]:
     return tuple(h.file.key for h in desired.files)
 
 
-def _create(remote: Remote, desired: Desired, user: str, path: str) -> ArtifactPlan:
-    folder = desired.folder
-    may_make = desired.spec.make_folder or folder == f"/{user}/default"
-    if not may_make and remote.node_info(folder) is None:
+def _rename(desired: Desired, reads: Reads) -> ArtifactPlan | None:
+    """``moved``: the node at the old name, still ours and in the same folder, is
+    renamed in place, keeping its identity and objects."""
+    old = desired.previous_path
+    if not old or old.rpartition("/")[0] != desired.folder:
+        return None
+    prev: Node | None = _get(reads, "node", old)
+    if prev is None or prev.type != ARTIFACT:
+        return None
+    if prev.extra_dict.get("alternativeName") != desired.alternative_name:
+        return None
+    plan = _update(desired, reads, prev, "rename")
+    return replace(plan, path=f"{desired.folder}/{desired.spec.name}", rename_from=old)
+
+
+def _create(desired: Desired, reads: Reads, user: str, path: str) -> ArtifactPlan:
+    missing = _missing_folders(desired.folder, reads, user)
+    may_make = desired.spec.make_folder or desired.folder == f"/{user}/default"
+    if missing and not may_make:
         return _plan(
-            desired,
-            path,
-            "error",
-            message=(f"Folder does not exist: '{folder}' (create it, or set make_folder: true)"),
-        )
-    return _plan(desired, path, "create", upload=_all_keys(desired))
+            desired, path, "error", message=f"Folder does not exist: '{desired.folder}'",
+            hint="create it, or set make_folder: true", refusal="folder",
+        )  # fmt: skip
+    return _plan(desired, path, "create", upload=_all_keys(desired), make_folders=missing)
 
 
-def _same_content(remote: Remote, desired: Desired, node: Node) -> ArtifactPlan:
+def _missing_folders(folder: str, reads: Reads, user: str) -> tuple[str, ...]:
+    """The folders of ``folder`` below /<user>/ that do not exist, top-down."""
+    missing: list[str] = []
+    path = folder
+    while path.count("/") > 1:
+        node: Node | None = _get(reads, "node", path)
+        if node is not None:
+            if node.type != "Folder":
+                return ()  # the create will fail on it; the server says why
+            break
+        missing.append(path)
+        path = path.rpartition("/")[0]
+    return tuple(reversed(missing))
+
+
+def _same_content(desired: Desired, reads: Reads, node: Node) -> ArtifactPlan:
     other = node.extra_dict.get("alternativeName")
     if other and other != desired.alternative_name:
-        desired = _adopt(remote, desired, node, str(other))
+        # the node already holds exactly our content under another identity: take it
+        created = _get(reads, "created", node.path) or node.created_at
+        desired = replace(
+            desired,
+            alternative_name=str(other),
+            created_timestamp=str(created),
+            local_dir=desired.local_dir.with_name(str(other)),
+        )
     spec = desired.spec
     same_meta = list(node.labels) == list(spec.labels) and node.description == spec.description
-    return _plan(desired, node.path, "none" if same_meta else "metadata", seen=_seen(node))
+    return _plan(
+        desired, node.path, "none" if same_meta else "metadata", seen=seen_of(node),
+        old_labels=node.labels, old_description=node.description,
+    )  # fmt: skip
 
 
-def _adopt(remote: Remote, desired: Desired, node: Node, alt: str) -> Desired:
-    """The node already holds exactly our content under another identity: take it."""
+def _update(desired: Desired, reads: Reads, node: Node, action: str) -> ArtifactPlan:
+    listing: Sequence[ObjectInfo] = _get(reads, "listing", node.path)
+    wanted = {h.file.key: (h.file.size, h.md5) for h in desired.files}
+    upload, delete = object_changes(wanted, listing)
+    if not desired.references and any(o.path == "references.yaml" for o in listing):
+        delete.append("references.yaml")  # left from when it had references
+    have = {o.path for o in listing}
+    return _plan(
+        desired, node.path, action, upload=tuple(upload), delete=tuple(delete),
+        modified=tuple(k for k in upload if k in have), seen=seen_of(node),
+        old_labels=node.labels, old_description=node.description,
+    )  # fmt: skip
+
+
+def _conflict(desired: Desired, reads: Reads, node: Node, other: str) -> ArtifactPlan:
+    spec = desired.spec
+    refusal = check_conflict(spec.conflict_strategy, desired.folder, spec.name, node)
+    if refusal:
+        hint = ""
+        if spec.conflict_strategy == "error":
+            hint = (
+                f"held by {other}; choose conflict_strategy new, replace or skip,"
+                " or pin its alternative_name"
+            )
+        return _plan(
+            desired, node.path, "error", seen=seen_of(node), message=refusal, hint=hint,
+            refusal="conflict",
+        )  # fmt: skip
+    if spec.conflict_strategy == "skip":
+        message = f"{node.path} holds another artifact ({other}); conflict_strategy: skip"
+        return _plan(desired, node.path, "skip", seen=seen_of(node), message=message)
+    if spec.conflict_strategy == "replace":
+        return _plan(desired, node.path, "replace", upload=_all_keys(desired), seen=seen_of(node))
+    alt_path = f"{desired.folder}/{desired.alternative_name}"
+    alt_node: Node | None = _get(reads, "node", alt_path)
+    if alt_node is None:
+        return _plan(desired, alt_path, "new", upload=_all_keys(desired))
+    refusal = sibling_refusal(spec.name, desired.alternative_name, alt_node)
+    if refusal:
+        return _plan(
+            desired, alt_path, "error", seen=seen_of(alt_node), message=refusal,
+            refusal="conflict",
+        )  # fmt: skip
+    if alt_node.extra_dict.get("contentDigest") == desired.digest:
+        return _same_content(desired, reads, alt_node)
+    return _update(desired, reads, alt_node, "new")
+
+
+def object_changes(
+    wanted: dict[str, tuple[int, str]], present: Sequence[ObjectInfo]
+) -> tuple[list[str], list[str]]:
+    """Keys to upload (missing or different) and to delete (no longer declared)."""
+    have = {o.path: (o.size_bytes, o.checksum) for o in present}
+    upload = sorted(k for k, v in wanted.items() if have.get(k) != v)
+    delete = sorted(k for k in have if k not in wanted and k not in RESERVED)
+    return upload, delete
+
+
+# -- reading what decide needs ----------------------------------------------------------
+
+
+def read(remote: Remote, what: Read) -> Any:
+    kind, path = what
+    if kind == "node":
+        return remote.node_info(path)
+    if kind == "listing":
+        return tuple(remote.list_objects(path))
+    node = remote.node_info(path)  # "created": the createdTimestamp of an adopted node
+    return None if node is None else _created_of(remote, node)
+
+
+def _created_of(remote: Remote, node: Node) -> str:
     from .transfer import remote_metadata
 
-    created = str(remote_metadata(remote, node).get("createdTimestamp") or node.created_at)
-    return replace(
-        desired,
-        alternative_name=alt,
-        created_timestamp=created,
-        local_dir=desired.local_dir.with_name(alt),
-        local=LocalChanges(add=_all_keys(desired)),
-    )
+    return str(remote_metadata(remote, node).get("createdTimestamp") or node.created_at)
 
 
-def _update(remote: Remote, desired: Desired, node: Node, action: str) -> ArtifactPlan:
-    wanted = {h.file.key: (h.file.size, h.md5) for h in desired.files}
-    upload, delete = object_changes(wanted, remote.list_objects(node.path))
-    return _plan(
-        desired, node.path, action, upload=tuple(upload), delete=tuple(delete), seen=_seen(node)
-    )
-
-
-def _conflict(remote: Remote, desired: Desired, node: Node, other: str) -> ArtifactPlan:
-    target = target_of(desired)
-    refusal = conflict_refusal(target, node)
-    if refusal and target.conflict_strategy == "error":
-        refusal += (
-            f" (held by {other}; choose conflict_strategy new, replace or skip,"
-            " or pin its alternative_name)"
-        )
-    if refusal:
-        return _plan(desired, node.path, "error", seen=_seen(node), message=refusal)
-    if target.conflict_strategy == "skip":
-        message = f"{node.path} holds another artifact ({other}); conflict_strategy: skip"
-        return _plan(desired, node.path, "skip", seen=_seen(node), message=message)
-    if target.conflict_strategy == "replace":
-        return _plan(desired, node.path, "replace", upload=_all_keys(desired), seen=_seen(node))
-    alt_path = f"{target.folder}/{target.alternative_name}"
-    alt_node = remote.node_info(alt_path)
-    if alt_node is None:
-        return _plan(desired, alt_path, "new", upload=_all_keys(desired), seen=_seen(node))
-    refusal = sibling_refusal(target, alt_node)
-    if refusal:
-        return _plan(desired, alt_path, "error", seen=_seen(alt_node), message=refusal)
-    if alt_node.extra_dict.get("contentDigest") == desired.digest:
-        return _same_content(remote, desired, alt_node)
-    return _update(remote, desired, alt_node, "new")
-
-
-def target_of(desired: Desired) -> Target:
-    """Where and how ``desired`` goes: what apply hands to ``claim_node``."""
-    spec = desired.spec
-    return Target(
-        desired.folder,
-        spec.name,
-        desired.alternative_name,
-        spec.conflict_strategy,
-        spec.make_folder,
-    )
+def plan_one(remote: Remote, desired: Desired, user: str) -> ArtifactPlan:
+    """Decide, reading from the remote exactly what the decision turns on."""
+    reads: dict[Read, Any] = {}
+    while True:
+        out = decide(desired, reads, user)
+        if isinstance(out, ArtifactPlan):
+            return out
+        reads[out.read] = read(remote, out.read)
 
 
 def plan_artifacts(
     remote: Remote, desired: Mapping[str, Desired], user: str
 ) -> tuple[ArtifactPlan, ...]:
-    return tuple(decide(remote, d, user) for d in desired.values())
+    return tuple(plan_one(remote, d, user) for d in desired.values())
+
+
+# -- orphans: in the lock, not in the manifest ------------------------------------------
+
+
+class Orphan(NamedTuple):
+    """A node the lock records that the manifest no longer declares."""
+
+    name: str  # the artifact's name when it was declared
+    path: str  # its node on the remote
+    entry: LockEntry
+    lock_key: str  # where the lock holds it
+
+
+def decide_orphan(orphan: Orphan, reads: Reads, prune: bool) -> ArtifactPlan | Need:
+    """Shown as 'orphan'; with ``prune``, 'delete' if the node there is still ours."""
+    base = ArtifactPlan(
+        name=orphan.name,
+        folder=orphan.path.rpartition("/")[0],
+        path=orphan.path,
+        action="orphan",
+        alternative_name=orphan.entry.alternativeName,
+        message="no longer in the manifest; 'apply --prune' deletes it",
+    )
+    if not prune:
+        return base
+    try:
+        node: Node | None = _get(reads, "node", orphan.path)
+    except _Missing as missing:
+        return Need(missing.read)
+    if node is None:
+        message = "already gone from the remote; apply --prune forgets it"
+        return replace(base, action="delete", message=message, lock_change=True)
+    if node.extra_dict.get("alternativeName") != orphan.entry.alternativeName:
+        message = f"{orphan.path} now holds another artifact: left alone"
+        return replace(base, message=message, seen=seen_of(node))
+    return replace(base, action="delete", message="", seen=seen_of(node), lock_change=True)
+
+
+def plan_orphan(remote: Remote, orphan: Orphan, prune: bool) -> ArtifactPlan:
+    reads: dict[Read, Any] = {}
+    while True:
+        out = decide_orphan(orphan, reads, prune)
+        if isinstance(out, ArtifactPlan):
+            return out
+        reads[out.read] = read(remote, out.read)

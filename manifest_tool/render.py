@@ -17,10 +17,13 @@ SYMBOL = {
     "new": "+",
     "update": "~",
     "metadata": "~",
+    "rename": "~",
     "replace": "-/+",
     "skip": "!",
     "error": "x",
     "none": "*",
+    "orphan": "?",
+    "delete": "-",
 }
 
 
@@ -33,12 +36,12 @@ def human_size(n: float) -> str:
 
 
 def render_plan(plan: Plan, verbose: bool = False) -> str:
-    if not plan.changes and not plan.errors:
+    shown = [a for a in plan.artifacts if a.changes or a.action in ("error", "orphan")]
+    if not shown:
         return "No changes."
     lines: list[str] = []
-    for ap in plan.artifacts:
-        if ap.changes or ap.action == "error":
-            lines.extend(_artifact_lines(ap, verbose))
+    for ap in shown:
+        lines.extend(_artifact_lines(ap, verbose))
     lines.append("")
     lines.append(summary(plan))
     return "\n".join(lines)
@@ -46,31 +49,60 @@ def render_plan(plan: Plan, verbose: bool = False) -> str:
 
 def _artifact_lines(ap: ArtifactPlan, verbose: bool) -> list[str]:
     head = f"{SYMBOL[ap.action]} {ap.name}: {_describe(ap)}"
-    rows = [f"    + {k}" for k in ap.upload] + [f"    - {k}" for k in ap.delete]
-    if ap.action == "none":
-        rows = []
-    if len(rows) > FOLD and not verbose:
-        rows = [*rows[:FOLD], f"    ... and {len(rows) - FOLD} more (--verbose shows all)"]
-    return [head, *rows]
+    rows = _metadata_rows(ap) if ap.action not in ("create", "new") else []
+    new = _new_keys(ap)
+    objects = [f"    {'+' if k in new else '~'} {k}" for k in ap.upload]
+    objects += [f"    - {k}" for k in ap.delete]
+    if len(objects) > FOLD and not verbose:
+        more = len(objects) - FOLD
+        objects = [*objects[:FOLD], f"    ... and {more} more (--verbose shows all)"]
+    return [head, *rows, *objects]
+
+
+def _new_keys(ap: ArtifactPlan) -> set[str]:
+    """Uploads that add an object; the rest (``modified``) replace one the node has."""
+    return set(ap.upload) - set(ap.modified)
+
+
+def _metadata_rows(ap: ArtifactPlan) -> list[str]:
+    if ap.desired is None or ap.action in ("skip", "error", "none"):
+        return []
+    rows = []
+    if tuple(ap.old_labels) != tuple(ap.labels):
+        rows.append(f"    ~ labels: {list(ap.old_labels)} -> {list(ap.labels)}")
+    if ap.old_description != ap.description:
+        rows.append(f"    ~ description: {ap.old_description!r} -> {ap.description!r}")
+    return rows
 
 
 def _describe(ap: ArtifactPlan) -> str:
-    size = sum(h.file.size for h in ap.desired.files if h.file.key in set(ap.upload))
-    local = ap.local
-    staged = len(local.add) + len(local.update) + len(local.remove)
-    tail = f"; {staged} local file(s) to stage" if staged else ""
-    if ap.action in ("skip", "error"):
-        return f"{ap.action}: {ap.message}"
+    if ap.action in ("skip", "error", "orphan"):
+        where = f" at {ap.path}" if ap.action == "orphan" and ap.path else ""
+        return f"{ap.action}{where}: {ap.full_message}"
+    if ap.action == "delete":
+        tail = f": {ap.message}" if ap.message else ""
+        return f"delete {ap.path or '(never published)'}{tail}"
     if ap.action == "none":
-        return f"up to date at {ap.path}{tail}"
+        return f"up to date at {ap.path}"
     if ap.action == "metadata":
-        return f"update labels/description of {ap.path}{tail}"
+        return f"update labels/description of {ap.path}"
+    size = _upload_size(ap)
     counts = f"{len(ap.upload)} to upload ({human_size(size)}), {len(ap.delete)} to delete"
-    return f"{ap.action} {ap.path}: {counts}{tail}"
+    if ap.action == "rename":
+        return f"rename {ap.rename_from} -> {ap.path}: {counts}"
+    return f"{ap.action} {ap.path}: {counts}"
+
+
+def _upload_size(ap: ArtifactPlan) -> int:
+    if ap.desired is None or not ap.upload:
+        return 0
+    keys = set(ap.upload)
+    return sum(h.file.size for h in ap.desired.files if h.file.key in keys)
 
 
 def summary(plan: Plan) -> str:
-    actions = Counter(a.action for a in plan.artifacts if a.changes or a.action == "error")
+    counted = [a for a in plan.artifacts if a.changes or a.action in ("error", "orphan")]
+    actions = Counter(a.action for a in counted)
     uploads = sum(len(a.upload) for a in plan.artifacts)
     deletes = sum(len(a.delete) for a in plan.artifacts)
     parts = [f"{n} {action}" for action, n in sorted(actions.items())]
@@ -87,10 +119,15 @@ def render_applied(results: Sequence[Applied], seconds: float) -> str:
             )
         elif r.action == "metadata":
             lines.append(f"{r.name}: updated labels/description of {r.path}")
+        elif r.action == "rename":
+            lines.append(
+                f"{r.name}: renamed to {r.path}: uploaded {r.uploaded} object(s) "
+                f"({human_size(r.uploaded_bytes)}), deleted {r.deleted}"
+            )
         elif r.action == "skip":
             lines.append(f"{r.name}: skipped ({r.path} holds another artifact)")
-        elif r.staged:
-            lines.append(f"{r.name}: staged {r.staged} local file(s); remote up to date")
+        elif r.action == "delete":
+            lines.append(f"{r.name}: deleted {r.path or '(never published)'} (pruned)")
     sent = sum(r.uploaded_bytes for r in results)
     count = sum(r.uploaded for r in results)
     lines.append(

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .errors import ChecksumMismatch, InvalidInput, RemoteError
+from .errors import ChecksumMismatch, ConflictError, InvalidInput, RemoteError
 from .hashing import content_digest, md5_bytes, md5_file
 from .localdir import dump_yaml
+from .model import ArtifactSpec, LocalFile, Reference
 from .paths import check_key
-from .publish import (
-    RESERVED,
-    Target,
-    claim_node,
-    history_entry,
-    object_changes,
-    open_node,
-    seal,
-    upload_all,
-)
+from .plan import Desired
+from .publish import RESERVED, history_entry
 from .remotes.base import ARTIFACT, Node, ObjectInfo, Remote, Upload, absolute_folder
 
 if TYPE_CHECKING:
@@ -35,51 +28,70 @@ WORKERS = 4
 def upload_artifact(
     art: Artifact, remote: Remote, folder: str, make_folder: bool, strategy: str
 ) -> Node | None:
-    """Upload ``art``; returns the node written, or None when 'skip' left it alone."""
+    """Upload ``art`` through the one publish pipeline (plan, then apply exactly);
+    returns the node written, or None when 'skip' left it alone."""
+    from .apply import Applier
+    from .plan import Plan
+    from .planner import plan_one
+
     user = remote.whoami()
-    target = Target(
-        absolute_folder(folder, user), art.name, art.alternative_name, strategy, make_folder
-    )
-    node = claim_node(remote, target, user)
-    if node is None:
+    ap = plan_one(remote, _desired(art, folder, make_folder, strategy, user), user)
+    if ap.action == "error":
+        raise (InvalidInput if ap.refusal == "folder" else ConflictError)(ap.message)
+    if ap.action == "skip":
         return None
-    open_node(remote, node, art.alternative_name)
-    files = {k: o for k, o in art.objects.items() if "uri" not in o}
-    wanted = {k: (int(o["size_bytes"]), str(o["checksum"])) for k, o in files.items()}
-    present = remote.list_objects(node.path)
-    upload, delete = object_changes(wanted, present)
-    uploads = [Upload(k, wanted[k][1], wanted[k][0], source=Path(art.local, k)) for k in upload]
-    upload_all(remote, node.path, uploads, WORKERS)
-    art.remote.append(history_entry("upload", remote, node))
+    if ap.action == "none":  # the SDK records every upload in the history
+        ap = replace(ap, action="metadata")
+    applier = Applier(
+        remote, None, {}, WORKERS, history=lambda _: list(art.remote), local_copies=False
+    )
+    [result] = applier.apply(Plan(Path(art.local), remote.url, (ap,)))
+    if result.record:
+        art.remote.append(result.record)
     art.save()
-    put_metadata(remote, node.path, art.to_dict(), _references(art.objects), lambda: present)
-    if delete:
-        remote.delete_objects(node.path, delete)
-    digest = content_digest(art.objects.values())
-    refs = _references(art.objects)
-    return seal(remote, node, art.alternative_name, digest, art.labels, art.description, refs)
+    return remote.node_info(result.path)
+
+
+def _desired(art: Artifact, folder: str, make_folder: bool, strategy: str, user: str) -> Desired:
+    """``art`` as the planner sees an artifact: its identity pinned, files hashed."""
+    files = sorted((k, o) for k, o in art.objects.items() if "uri" not in o)
+    declared = tuple(
+        LocalFile(k, str(Path(art.local, k)), int(o["size_bytes"]), 0, 0) for k, o in files
+    )
+    md5s = tuple(str(o["checksum"]) for _, o in files)
+    refs = tuple(Reference(k, uri) for k, uri in _references(art.objects).items())
+    spec = ArtifactSpec(
+        name=art.name,
+        folder=folder,
+        make_folder=make_folder,
+        conflict_strategy=strategy,  # type: ignore[arg-type]
+        description=art.description,
+        labels=tuple(art.labels),
+        alternative_name=art.alternative_name,
+    )
+    return Desired(
+        spec=spec,
+        folder=absolute_folder(folder, user),
+        alternative_name=art.alternative_name,
+        created_timestamp=art.created_timestamp,
+        declared=declared,
+        md5s=lambda: md5s,
+        references=refs,
+        digest=content_digest(art.objects.values()),
+        local_dir=Path(art.local),
+    )
 
 
 def put_metadata(
-    remote: Remote,
-    node_path: str,
-    metadata: dict[str, Any],
-    references: dict[str, str],
-    present: Callable[[], Iterable[ObjectInfo]],
+    remote: Remote, node_path: str, metadata: dict[str, Any], references: dict[str, str]
 ) -> None:
-    """Write ``metadata.yaml`` and ``references.yaml`` (or drop a stale one).
-
-    ``present`` lists the node's objects; it is called only when there are no
-    references, to see whether an old ``references.yaml`` must go.
-    """
+    """Write ``metadata.yaml`` and, when there are references, ``references.yaml``."""
     data = dump_yaml(metadata)
     remote.put_object(node_path, Upload("metadata.yaml", md5_bytes(data), len(data), data=data))
     if references:
         data = dump_yaml(references)
         upload = Upload("references.yaml", md5_bytes(data), len(data), data=data)
         remote.put_object(node_path, upload)
-    elif any(o.path == "references.yaml" for o in present()):
-        remote.delete_objects(node_path, ["references.yaml"])
 
 
 def _references(objects: dict[str, dict[str, Any]]) -> dict[str, str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .apply import Applied, Applier
+from .applylock import exclusive_apply
 from .config import file_url_path, resolve_remote_url
 from .errors import InvalidInput, ManifestInvalid, ManifestToolError, RemoteError, write_log
 from .lockfile import lock_path
@@ -201,8 +202,9 @@ class Watcher:
 
     def _apply(self, plan: Plan) -> list[Applied]:
         ws = self._workspace()
-        applier = Applier(ws.remote, ws.cache_dir, ws.lock_file, ws.lock(), self.options.workers)
-        return applier.apply(plan)
+        with exclusive_apply(ws.em_dir):
+            applier = Applier(ws.remote, ws.lock_file, ws.lock(), self.options.workers)
+            return applier.apply(plan)
 
     def _round_event(
         self,

@@ -5,26 +5,27 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .cache import HashCache, load_staged, save_staged
 from .config import resolve_remote_url
-from .errors import InvalidInput
+from .identity import new_identity
 from .localdir import write_atomic
 from .lockfile import LockEntry, lock_path, read_lock
 from .manifest import load_manifest
 from .model import ArtifactSpec, Expansion, Manifest
-from .plan import Desired, Plan
+from .plan import ArtifactPlan, Desired, Plan
 from .planner import (
     Identity,
+    Orphan,
     choose_identity,
     desired_state,
     plan_artifacts,
+    plan_orphan,
     snapshot,
-    stale_snapshot,
 )
-from .remotes import Remote, open_remote
+from .remotes import Remote, absolute_folder, open_remote
 from .sources import expand_all
 
 
@@ -50,12 +51,6 @@ class Workspace:
     def lock(self) -> dict[str, LockEntry]:
         return read_lock(self.lock_file)
 
-    def select(self, targets: tuple[str, ...]) -> tuple[ArtifactSpec, ...]:
-        unknown = sorted(set(targets) - {a.name for a in self.manifest.artifacts})
-        if unknown:
-            names = ", ".join(a.name for a in self.manifest.artifacts)
-            raise InvalidInput(f"no artifact named {unknown[0]!r} in the manifest (have: {names})")
-        return self.manifest.select(targets)
 
 
 def open_workspace(
@@ -96,22 +91,122 @@ def make_plan(
     targets: tuple[str, ...] = (),
     identities: Mapping[str, Identity] | None = None,
     expansions: Mapping[str, Expansion] | None = None,
+    prune: bool = False,
 ) -> Plan:
-    """Plan the selected artifacts; keeps what it hashed in the hash cache."""
-    specs = ws.select(targets)
+    """Plan the selected artifacts (and, with no targets, the orphans in the lock).
+
+    Writes only caches: the hash index, and identities minted for artifacts the lock
+    does not know yet, so that the apply after this plan uses the ones it showed.
+    """
+    specs = ws.manifest.select(targets)
     expansions = expansions or expand_all(ws.manifest, specs)
     lock, hashes = ws.lock(), HashCache(ws.cache_dir / "hashes")
+    minted = MintedIdentities(ws.cache_dir / "identities.json")
+    chosen = {**minted.known, **(identities or {})}
     desired: dict[str, Desired] = {}
     for spec in specs:
-        identity = choose_identity(spec, lock.get(spec.name), (identities or {}).get(spec.name))
-        staged = load_staged(ws.cache_dir, spec.name)
-        desired[spec.name] = desired_state(
-            spec, expansions[spec.name], identity, ws.user, staged, hashes, ws.artifacts_dir
-        )
-        if stale_snapshot(desired[spec.name], staged):
-            save_staged(ws.cache_dir, spec.name, snapshot(desired[spec.name]))
+        desired[spec.name] = _desired(ws, spec, expansions[spec.name], lock, chosen, minted, hashes)
     hashes.save()
+    minted.save()
+    plans = [
+        replace(ap, lock_change=lock_change(ap, lock))
+        for ap in plan_artifacts(ws.remote, desired, ws.user)
+    ]
+    if not targets:
+        plans += [plan_orphan(ws.remote, o, prune) for o in orphans(ws, lock, desired)]
     warnings = tuple(w for e in expansions.values() for w in e.warnings)
-    return Plan(
-        ws.manifest.path, ws.remote.url, plan_artifacts(ws.remote, desired, ws.user), warnings
-    )
+    return Plan(ws.manifest.path, ws.remote.url, tuple(plans), warnings, prune, targets)
+
+
+def _desired(
+    ws: Workspace,
+    spec: ArtifactSpec,
+    expansion: Expansion,
+    lock: Mapping[str, LockEntry],
+    chosen: Mapping[str, Identity],
+    minted: MintedIdentities,
+    hashes: HashCache,
+) -> Desired:
+    name, folder = spec.name, absolute_folder(spec.folder, ws.user)
+    entry, moved_from = lock.get(name), ""
+    old_name = ws.manifest.moved.get(name)
+    if entry is None and old_name in lock:
+        moved_from = str(old_name)
+        entry = lock[moved_from]
+    retired, previous = None, ""
+    if entry is not None and _elsewhere(entry, folder, ws.remote.url):
+        retired, entry = entry, None  # a new node, under a new identity
+    elif entry is not None and moved_from:
+        previous = entry.remote.get("path") or f"{folder}/{moved_from}"
+    identity = choose_identity(spec, entry, chosen.get(name), minted.mint)
+    staged = load_staged(ws.cache_dir, name)
+    d = desired_state(spec, expansion, identity, ws.user, staged, hashes, ws.artifacts_dir)
+    if not d.in_sync:  # keep what was hashed, so the next plan only stats
+        save_staged(ws.cache_dir, name, snapshot(d))
+        hashes.forget(f.source for f in d.declared)
+    return replace(d, previous_path=previous, moved_from=moved_from, retired=retired)
+
+
+def _elsewhere(entry: LockEntry, folder: str, url: str) -> bool:
+    """The lock records this artifact's node on this remote, in another folder."""
+    path, host = entry.remote.get("path"), entry.remote.get("host")
+    return bool(path) and host in (None, "", url) and str(path).rpartition("/")[0] != folder
+
+
+def lock_change(ap: ArtifactPlan, lock: Mapping[str, LockEntry]) -> bool:
+    """Whether apply rewrites the lock entry of this artifact."""
+    d = ap.desired
+    if d is None or ap.action == "error":
+        return ap.lock_change
+    old = lock.get(d.spec.name)
+    if old is None or d.moved_from or d.retired is not None:
+        return True
+    digest = old.contentDigest if ap.action == "skip" else d.digest
+    now = (d.alternative_name, d.created_timestamp, digest)
+    return (old.alternativeName, old.createdTimestamp, old.contentDigest) != now
+
+
+def orphans(
+    ws: Workspace, lock: Mapping[str, LockEntry], desired: Mapping[str, Desired]
+) -> list[Orphan]:
+    """Lock entries on this remote that the manifest no longer declares."""
+    declared = {a.name for a in ws.manifest.artifacts}
+    renamed = {d.moved_from for d in desired.values() if d.moved_from}
+    out = [
+        Orphan(d.spec.name, str(d.retired.remote["path"]), d.retired, d.spec.name)
+        for d in desired.values()
+        if d.retired is not None
+    ]
+    for key, entry in lock.items():
+        if key in declared or key in renamed:
+            continue
+        host = entry.remote.get("host")
+        if host not in (None, "", ws.remote.url):
+            continue  # recorded on another remote: not this plan's to show or delete
+        path = entry.remote.get("path") or (key if key.startswith("/") else "")
+        name = key.rpartition("/")[2] if key.startswith("/") else key
+        out.append(Orphan(name, path, entry, key))
+    return out
+
+
+class MintedIdentities:
+    """Identities a plan minted for artifacts the lock does not hold yet (a cache)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.known: dict[str, Identity] = {}
+        self.dirty = False
+        with suppress(OSError, ValueError, TypeError):
+            data = json.loads(path.read_text())
+            self.known = {str(k): (str(v[0]), str(v[1])) for k, v in data.items()}
+
+    def mint(self, name: str) -> Identity:
+        created, alt = new_identity(name)
+        self.known[name] = (alt, created)
+        self.dirty = True
+        return alt, created
+
+    def save(self) -> None:
+        if self.dirty:
+            with suppress(OSError):  # only a cache: apply then mints its own
+                write_atomic(self.path, json.dumps(self.known).encode())

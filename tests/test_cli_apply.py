@@ -80,7 +80,7 @@ def test_apply_twice_is_a_no_op(cli: Cli, ds: Project) -> None:
     assert ok(cli("apply")) == "No changes.\n"
     assert cli("plan", "--detailed-exitcode") == (0, "No changes.\n", "")
     assert pulled(cli, ds) == sources(ds)
-    assert tree(local_dir(ds), skip=META) == sources(ds)
+    assert sorted(p.name for p in local_dir(ds).iterdir()) == ["metadata.yaml"]
 
 
 def test_one_changed_file_uploads_exactly_it(cli: Cli, ds: Project) -> None:
@@ -118,16 +118,12 @@ def test_rewriting_same_bytes_uploads_nothing(cli: Cli, ds: Project) -> None:
     assert apply_json(cli)["applied"] == []
 
 
-def test_deleted_source_is_removed_locally_and_remotely(cli: Cli, ds: Project) -> None:
+def test_deleted_source_is_removed_remotely(cli: Cli, ds: Project) -> None:
     ok(cli("apply"))
-    staged = local_dir(ds) / "data" / "sub" / "b.txt"
-    assert staged.is_file()
     (ds.root / "data" / "sub" / "b.txt").unlink()
     plan = plan_json(cli)["artifacts"][0]
     assert (plan["action"], plan["upload"], plan["delete"]) == ("update", [], ["data/sub/b.txt"])
-    assert plan["local"]["remove"] == ["data/sub/b.txt"]
     assert apply_json(cli)["applied"][0]["deleted"] == 1
-    assert not staged.exists()
     assert "data/sub/b.txt" not in store_objects(ds.store, NODE)
     assert pulled(cli, ds) == sources(ds)
     assert ok(cli("apply")) == "No changes.\n"
@@ -261,7 +257,7 @@ def test_pinned_alternative_name_is_used(cli: Cli, ds: Project) -> None:
     ok(cli("apply"))
     assert lock(ds)["ds"]["alternativeName"] == "ds_240101_120000_pin001"
     assert store_node(ds.store, NODE)["extra"]["alternativeName"] == "ds_240101_120000_pin001"
-    assert (ds.root / ".em" / "artifacts" / "ds_240101_120000_pin001" / "data" / "a.txt").is_file()
+    assert (ds.root / ".em" / "artifacts" / "ds_240101_120000_pin001" / "metadata.yaml").is_file()
     assert ok(cli("apply")) == "No changes.\n"
 
 

@@ -64,8 +64,8 @@ def test_json_has_the_stable_keys(cli: Cli, two: Project) -> None:
     assert plan["changes"] is True
     assert [a["name"] for a in plan["artifacts"]] == ["one", "two"]
     for art in plan["artifacts"]:
-        assert {"name", "folder", "path", "action", "upload", "delete", "local"} <= set(art)
-        assert set(art["local"]) >= {"add", "update", "remove"}
+        assert {"name", "folder", "path", "action", "upload", "delete", "modified"} <= set(art)
+        assert {"alternativeName", "labels", "description", "seen", "lockChange"} <= set(art)
     two_ = plan["artifacts"][1]
     assert (two_["folder"], two_["path"], two_["action"]) == (
         "/alice/models/v1",
@@ -73,7 +73,6 @@ def test_json_has_the_stable_keys(cli: Cli, two: Project) -> None:
         "create",
     )
     assert (two_["upload"], two_["delete"]) == (["nested/two.txt"], [])
-    assert two_["local"] == {"add": ["nested/two.txt"], "update": [], "remove": []}
 
 
 def test_detailed_exitcode(cli: Cli, two: Project) -> None:

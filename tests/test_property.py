@@ -73,7 +73,7 @@ def edit_files(root: Path, files: dict[str, bytes], edits: list[tuple[str, objec
 
 def apply(ws: Workspace) -> None:
     plan = make_plan(ws)
-    Applier(ws.remote, ws.cache_dir, ws.lock_file, ws.lock()).apply(plan)
+    Applier(ws.remote, ws.lock_file, ws.lock()).apply(plan)
 
 
 def remote_files(ws: Workspace) -> dict[str, tuple[int, str]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Cli, Project, store_node
+from conftest import Cli, Project, store_node, store_objects
 
 
 def ok(result: tuple[int, str, str]) -> str:
@@ -88,15 +88,14 @@ artifacts:
 
 
 def test_object_path_becomes_a_folder(project: Project, cli: Cli) -> None:
-    """An object path that was a file and is now a folder ('x' -> 'x/a.txt'):
-    staging must remove the old file before placing the new one."""
+    """An object path that was a file and is now a folder ('x' -> 'x/a.txt')."""
     project.write("data/a.txt", "alpha\n")
     project.manifest(file_at("x"))
     ok(cli("apply", "-q"))
     project.manifest(file_at("x/"))
     ok(cli("apply", "-q"))
-    alt = lock(project)["ds"]["alternativeName"]
-    assert (project.root / ".em/artifacts" / alt / "x" / "a.txt").read_text() == "alpha\n"
+    objects = store_objects(project.store, "/alice/default/ds")
+    assert sorted(objects) == ["metadata.yaml", "x/a.txt"]
     assert plan_json(cli)["changes"] is False
 
 
@@ -106,8 +105,8 @@ def test_object_folder_becomes_a_file(project: Project, cli: Cli) -> None:
     ok(cli("apply", "-q"))
     project.manifest(file_at("x"))
     ok(cli("apply", "-q"))
-    alt = lock(project)["ds"]["alternativeName"]
-    assert (project.root / ".em/artifacts" / alt / "x").read_text() == "alpha\n"
+    objects = store_objects(project.store, "/alice/default/ds")
+    assert sorted(objects) == ["metadata.yaml", "x"]
     assert plan_json(cli)["changes"] is False
 
 
@@ -162,12 +161,12 @@ def test_seal_refuses_objects_another_writer_changed(tmp_path: Path) -> None:
     digest = content_digest([{"path": "x.bin", "size_bytes": 4, "checksum": md5_bytes(ours)}])
     theirs = b"theirs"  # the other apply lands its version before we seal
     remote.put_object(node.path, Upload("x.bin", md5_bytes(theirs), len(theirs), data=theirs))
-    with pytest.raises(ConflictError, match="changed while this upload ran"):
-        seal(remote, node, "a_1", digest, [], "", {})
+    with pytest.raises(ConflictError, match="changed while this apply ran"):
+        seal(remote, node.path, "a_1", digest, [], "", {})
     after = remote.node_info("/alice/a")
     assert after is not None and "contentDigest" not in after.extra_dict
     remote.put_object(node.path, Upload("x.bin", md5_bytes(ours), len(ours), data=ours))
-    sealed = seal(remote, node, "a_1", digest, [], "", {})
+    sealed = seal(remote, node.path, "a_1", digest, [], "", {})
     assert sealed.extra_dict["contentDigest"] == digest
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..apply import Applier
+from ..applylock import exclusive_apply
 from ..cli import handle_errors
 from ..errors import InvalidInput, StalePlan
 from ..plan import Plan, check_fresh, read_saved, saved_identities
@@ -22,24 +23,28 @@ from .common import gather, manifest_options
 @manifest_options
 @click.argument("planfile", required=False, type=click.Path(path_type=Path))
 @click.option("--workers", default=4, show_default=True, help="Parallel uploads.")
+@click.option("--prune", is_flag=True, help="Delete the nodes of artifacts no longer declared.")
 @click.pass_context
 @handle_errors
-def apply_command(ctx: click.Context, /, planfile: Path | None, workers: int, **kw: object) -> None:
+def apply_command(
+    ctx: click.Context, /, planfile: Path | None, workers: int, prune: bool, **kw: object
+) -> None:
     """Upload what changed so the remote matches the manifest (a second run does nothing)."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     started = time.monotonic()
     ws = open_workspace(opts.manifest, opts.vars, opts.remote)
-    plan = _plan(ws, opts.targets, planfile)
-    for warning in plan.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    if not plan.changes and not plan.errors:
-        _echo_none(opts.json, opts.quiet, plan)
-        return
-    with progress_bars(not opts.quiet and not opts.json) as bars:
-        applier = Applier(
-            ws.remote, ws.cache_dir, ws.lock_file, ws.lock(), workers, bars.on_upload, bars.on_start
-        )
-        results = applier.apply(plan)
+    with exclusive_apply(ws.em_dir):
+        plan = _plan(ws, opts.targets, planfile, prune)
+        for warning in plan.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        if not plan.changes and not plan.errors:
+            _echo_none(opts.json, opts.quiet, plan)
+            return
+        with progress_bars(not opts.quiet and not opts.json) as bars:
+            applier = Applier(
+                ws.remote, ws.lock_file, ws.lock(), workers, bars.on_upload, bars.on_start
+            )
+            results = applier.apply(plan)
     elapsed = time.monotonic() - started
     if opts.json:
         click.echo(
@@ -56,22 +61,27 @@ def apply_command(ctx: click.Context, /, planfile: Path | None, workers: int, **
         click.echo(render_applied(results, elapsed))
 
 
-def _plan(ws: Workspace, targets: tuple[str, ...], planfile: Path | None) -> Plan:
+def _plan(ws: Workspace, targets: tuple[str, ...], planfile: Path | None, prune: bool) -> Plan:
     if planfile is None:
-        return make_plan(ws, targets)
+        return make_plan(ws, targets, prune=prune)
     if targets:
         raise InvalidInput(
             f"--target does not go with a saved plan: {planfile} already names its artifacts"
         )
     saved = read_saved(planfile)
-    names = tuple(a["name"] for a in saved["artifacts"])
-    gone = sorted(set(names) - {a.name for a in ws.manifest.artifacts})
-    if gone:
+    if saved.get("prune", False) != prune:
         raise StalePlan(
-            f"{planfile} is stale: artifact '{gone[0]}' was added or removed since; "
+            f"{planfile} was planned {'with' if saved.get('prune') else 'without'} --prune;"
+            " give apply the same, or run 'manifest-tool plan' again"
+        )
+    names = tuple(str(t) for t in saved.get("targets") or ())
+    unknown = sorted(set(names) - {a.name for a in ws.manifest.artifacts})
+    if unknown:
+        raise StalePlan(
+            f"{planfile} is stale: artifact '{unknown[0]}' was removed since; "
             "run 'manifest-tool plan' again"
         )
-    fresh = make_plan(ws, names, identities=saved_identities(saved))
+    fresh = make_plan(ws, names, identities=saved_identities(saved), prune=prune)
     check_fresh(saved, fresh, planfile)
     return fresh
 

@@ -20,15 +20,22 @@ from .common import gather, manifest_options
 @click.option("--out", type=click.Path(path_type=Path), help="Save the plan for 'apply FILE'.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 no changes, 1 error, 2 changes.")
 @click.option("--verbose", "-v", is_flag=True, help="List every object path, unfolded.")
+@click.option("--prune", is_flag=True, help="Plan to delete artifacts no longer declared.")
 @click.pass_context
 @handle_errors
 def plan_command(
-    ctx: click.Context, /, out: Path | None, detailed_exitcode: bool, verbose: bool, **kw: object
+    ctx: click.Context,
+    /,
+    out: Path | None,
+    detailed_exitcode: bool,
+    verbose: bool,
+    prune: bool,
+    **kw: object,
 ) -> None:
     """Show what differs between the manifest, the local state and the remote."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     ws = open_workspace(opts.manifest, opts.vars, opts.remote)
-    plan = make_plan(ws, opts.targets)
+    plan = make_plan(ws, opts.targets, prune=prune)
     for warning in plan.warnings:
         click.echo(f"warning: {warning}", err=True)
     if out:
@@ -40,7 +47,7 @@ def plan_command(
     if plan.errors:
         first, more = plan.errors[0], len(plan.errors) - 1
         tail = f" (and {more} more artifact(s) in error)" if more else ""
-        click.echo(f"error: artifact '{first.name}': {first.message}{tail}", err=True)
+        click.echo(f"error: artifact '{first.name}': {first.full_message}{tail}", err=True)
         sys.exit(1)
     if detailed_exitcode and plan.changes:
         sys.exit(2)

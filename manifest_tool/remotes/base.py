@@ -33,6 +33,9 @@ class Node:
     extra: str = "{}"
     created_at: str = ""
     updated_at: str = ""
+    # extension: bumped by every change to the node's objects; None from a server
+    # without the digest compare-and-set
+    revision: int | None = None
 
     @property
     def extra_dict(self) -> dict[str, Any]:
@@ -44,7 +47,7 @@ class Node:
         return value if isinstance(value, dict) else {}
 
     def to_api(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "name": self.name,
             "parent": self.parent,
@@ -57,9 +60,13 @@ class Node:
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
         }
+        if self.revision is not None:
+            out["objectsRevision"] = self.revision
+        return out
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Node:
+        revision = data.get("objectsRevision")
         return cls(
             id=str(data.get("id", "")),
             name=str(data.get("name", "")),
@@ -71,6 +78,7 @@ class Node:
             extra=data.get("extra") or "{}",
             created_at=str(data.get("createdAt", "")),
             updated_at=str(data.get("updatedAt", "")),
+            revision=revision if type(revision) is int else None,
         )
 
 
@@ -136,6 +144,7 @@ class Remote(Protocol):
         extra: str = "{}",
     ) -> str: ...
     def update_node(self, path: str, **fields: Any) -> Node: ...
+    def set_if_unchanged(self, path: str, revision: int, **fields: Any) -> Node: ...
     def delete_node(self, path: str) -> None: ...
     def list_objects(self, node_path: str) -> list[ObjectInfo]: ...
     def put_object(self, node_path: str, upload: Upload) -> ObjectInfo: ...

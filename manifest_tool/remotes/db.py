@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     description TEXT NOT NULL DEFAULT '',
     extra TEXT NOT NULL DEFAULT '{}',
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS nodes_parent ON nodes (parent);
 CREATE TABLE IF NOT EXISTS objects (
@@ -68,11 +69,24 @@ def _set_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.005 * (attempt + 1))
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store made by an older version up to this schema."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(nodes)")}
+    if "revision" not in columns:  # the objects revision of the digest compare-and-set
+        try:
+            conn.execute("ALTER TABLE nodes ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
+        except sqlite3.OperationalError as err:  # another process migrated it meanwhile
+            if "duplicate column" not in str(err):
+                raise
+
+
 class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        self.conn().executescript(SCHEMA)
+        conn = self.conn()
+        conn.executescript(SCHEMA)
+        _migrate(conn)
 
     def conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -31,6 +31,7 @@ from ..errors import (
     NodeNotFound,
     PermissionDenied,
     RemoteError,
+    RevisionMismatch,
 )
 from .base import Node, ObjectInfo, Upload
 from .formbody import FormBody, file_size
@@ -181,6 +182,11 @@ class HttpRemote:
         if "labels" in body:
             body["labels"] = list(body["labels"])
         return Node.from_api(self._json("PUT", "/apis/v1/nodes", f"updating {path}", json=body))
+
+    def set_if_unchanged(self, path: str, revision: int, **fields: Any) -> Node:
+        """The digest compare-and-set (an extension: only for a server that reports
+        ``objectsRevision``, as another server would ignore the condition)."""
+        return self.update_node(path, ifObjectsRevision=revision, **fields)
 
     def delete_node(self, path: str) -> None:
         self._call("DELETE", "/apis/v1/nodes", f"deleting {path}", json={"node": path})
@@ -349,6 +355,8 @@ def map_error(resp: requests.Response, url: str, what: str, user: str | None) ->
         return NodeNotFound(found.group(1), message)
     if status == 400 and "Invalid conflicting node Name" in text:
         return NameConflict(message)
+    if status == 412:
+        return RevisionMismatch(f"{message} ({what} on {url})")
     if status == 400 and message.startswith("checksum mismatch"):
         return ChecksumMismatch(f"{message} ({what} on {url})")
     if status == 400:

@@ -57,6 +57,9 @@ class LocalRemote:
     def update_node(self, path: str, **fields: Any) -> Node:
         return self.store.update_node(self.user, path, fields)
 
+    def set_if_unchanged(self, path: str, revision: int, **fields: Any) -> Node:
+        return self.store.update_node(self.user, path, fields, if_revision=revision)
+
     def delete_node(self, path: str) -> None:
         self.store.delete_node(self.user, path)
 

@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInput, NameConflict, NodeNotFound, PermissionDenied
+from ..errors import (
+    InvalidInput,
+    NameConflict,
+    NodeNotFound,
+    PermissionDenied,
+    RevisionMismatch,
+)
 from ..paths import check_key
 from .base import ARTIFACT, FOLDER, Node, ObjectInfo
 from .blobs import BlobInfo, BlobStore, BlobWriter
@@ -138,7 +144,9 @@ class Store:
                 raise InvalidInput(f"parent {parent} is not a Folder")
             try:
                 conn.execute(
-                    "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO nodes (id, path, parent, name, owner, type, labels,"
+                    " description, extra, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         node_id,
                         path,
@@ -157,13 +165,22 @@ class Store:
                 raise NameConflict(f"Invalid conflicting node Name [{path}]") from None
         return node_id
 
-    def update_node(self, user: str, path: str, fields: Mapping[str, Any]) -> Node:
+    def update_node(
+        self, user: str, path: str, fields: Mapping[str, Any], if_revision: int | None = None
+    ) -> Node:
+        """Change a node's fields; with ``if_revision``, only if its objects have not
+        changed since that revision (the digest compare-and-set)."""
         path = self._own(user, path)
         unknown = set(fields) - set(UPDATABLE)
         if unknown:
             raise InvalidInput(f"cannot update {sorted(unknown)} (updatable: {UPDATABLE})")
         with self.db.write() as conn:
-            self._row(conn, path)
+            row = self._row(conn, path)
+            if if_revision is not None and row["revision"] != if_revision:
+                raise RevisionMismatch(
+                    f"node {path} changed: its objects are at revision {row['revision']},"
+                    f" not {if_revision}"
+                )
             if "name" in fields and fields["name"] != split(path)[1]:
                 path = self._rename(conn, path, check_name(str(fields["name"])))
             sets = {k: v for k, v in fields.items() if k != "name"}
@@ -366,13 +383,15 @@ def _forget_digest(conn: sqlite3.Connection, node_id: str, keys: Sequence[str]) 
 
     Clients that follow the protocol clear it themselves before changing objects;
     doing it here too keeps the promise when one does not (a T9k SDK upload into
-    the same node, say). The artifact's own metadata files are not content.
+    the same node, say). The revision moves on, so a digest computed from an
+    earlier listing can no longer be set. The artifact's own metadata files are
+    not content.
     """
     if all(k in _METADATA_KEYS for k in keys):
         return
     conn.execute(
-        "UPDATE nodes SET extra = json_remove(extra, '$.contentDigest') WHERE id = ?"
-        " AND json_valid(extra) AND json_extract(extra, '$.contentDigest') IS NOT NULL",
+        "UPDATE nodes SET revision = revision + 1, extra = CASE WHEN json_valid(extra)"
+        " THEN json_remove(extra, '$.contentDigest') ELSE extra END WHERE id = ?",
         (node_id,),
     )
 
@@ -389,6 +408,7 @@ def _node(row: sqlite3.Row) -> Node:
         extra=row["extra"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        revision=row["revision"],
     )
 
 

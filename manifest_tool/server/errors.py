@@ -20,6 +20,7 @@ from ..errors import (
     NameConflict,
     NodeNotFound,
     PermissionDenied,
+    RevisionMismatch,
 )
 
 log = logging.getLogger("manifest_tool.server")
@@ -59,6 +60,8 @@ def error_response(err: Exception) -> Response:
         return _json(str(err), 401)
     if isinstance(err, RangeNotSatisfiable):
         return _json(str(err), 416, {"Content-Range": f"bytes */{err.size}"})
+    if isinstance(err, RevisionMismatch):
+        return _json(str(err), 412)
     if isinstance(err, BodyTooLarge):
         return _json(str(err), 413)
     if isinstance(err, ClientDisconnect):

@@ -51,13 +51,14 @@ async def update_node(request: Request) -> Response:
     user = await user_of(request)
     data = await read_json(request)
     path = field(data, "node", str)
-    changes = {k: v for k, v in data.items() if k != "node"}
+    revision = _revision(data.get("ifObjectsRevision"))
+    changes = {k: v for k, v in data.items() if k not in ("node", "ifObjectsRevision")}
     for name in ("name", "description", "extra"):
         if name in changes:
             field(changes, name, str)
     if "labels" in changes:
         changes["labels"] = _labels(changes["labels"])
-    node = await run(context(request).store.update_node, user, path, changes)
+    node = await run(context(request).store.update_node, user, path, changes, revision)
     return JSONResponse(node.to_api())
 
 
@@ -66,6 +67,15 @@ async def delete_node(request: Request) -> Response:
     path = field(await read_json(request), "node", str)
     await run(context(request).store.delete_node, user, path)
     return JSONResponse({})
+
+
+def _revision(value: Any) -> int | None:
+    """The compare-and-set condition of an update (an extension), if any."""
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise InvalidInput("field 'ifObjectsRevision' must be a non-negative integer")
+    return value
 
 
 def _type(data: dict[str, Any]) -> str:
