@@ -1,32 +1,41 @@
-"""The planner in memory: Desired values and remote decisions against a real LocalRemote."""
+"""The planner as a pure function: remote states built as values, whole plans asserted.
+
+``decide`` gets what was read of the remote as a mapping (kind, path) -> answer and
+returns either the plan or the one read it still needs; no remote is involved here.
+"""
 
 from __future__ import annotations
 
 import json
-import os
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from manifest_tool.apply import Applier, stage_local
-from manifest_tool.cache import HashCache, load_staged
+from manifest_tool.cache import HashCache, load_staged, save_staged
 from manifest_tool.hashing import content_digest, md5_bytes
 from manifest_tool.lockfile import LockEntry
 from manifest_tool.model import ArtifactSpec, Expansion, LocalFile, Reference
-from manifest_tool.plan import Desired, LocalChanges, Plan
-from manifest_tool.planner import choose_identity, decide, desired_state
-from manifest_tool.remotes.base import ARTIFACT, FOLDER, Upload
-from manifest_tool.remotes.local import LocalRemote
+from manifest_tool.plan import ArtifactPlan, Desired
+from manifest_tool.planner import (
+    Need,
+    Orphan,
+    choose_identity,
+    decide,
+    decide_orphan,
+    desired_state,
+    seen_of,
+    snapshot,
+)
+from manifest_tool.remotes.base import ARTIFACT, FOLDER, Node, ObjectInfo
 
 USER = "alice"
 ALT = "ds_240101_000000_abcdef"
 CREATED = "2024-01-01T00:00:00.000000+00:00"
 FILES = {"a.txt": b"alpha\n", "sub/b.txt": b"bravo\n"}
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> LocalRemote:
-    return LocalRemote(tmp_path / "store", USER)
+F = "/alice/default"
+NODE = f"{F}/ds"
 
 
 def expansion(root: Path, files: dict[str, bytes], refs: dict[str, str] | None = None) -> Expansion:
@@ -46,18 +55,17 @@ def desired(
     root: Path,
     files: dict[str, bytes] = FILES,
     spec: ArtifactSpec | None = None,
-    alt: str = ALT,
     refs: dict[str, str] | None = None,
+    hashes: HashCache | None = None,
 ) -> Desired:
     spec = spec or ArtifactSpec(name="ds", labels=("a",), description="d")
-    staged = load_staged(root / "cache", spec.name)
     return desired_state(
         spec,
         expansion(root, files, refs),
-        (alt, CREATED),
+        (spec.alternative_name or ALT, CREATED),
         USER,
-        staged,
-        HashCache(root / "cache" / "hashes"),
+        load_staged(root / "cache", spec.name),
+        hashes or HashCache(root / "cache" / "hashes"),
         root / "artifacts",
     )
 
@@ -68,223 +76,280 @@ def digest_of(files: dict[str, bytes]) -> str:
     )
 
 
-def apply(root: Path, remote: LocalRemote, d: Desired) -> None:
-    applier = Applier(remote, root / "cache", root / "artifacts.lock", {})
-    applier.apply(Plan(root / "artifacts.yaml", remote.url, (decide(remote, d, USER),)))
-
-
-def foreign_node(remote: LocalRemote, path: str, files: dict[str, bytes], extra: dict) -> None:
+def node(
+    path: str,
+    alt: str | None = ALT,
+    digest: str | None = None,
+    type: str = ARTIFACT,
+    labels: tuple[str, ...] = ("a",),
+    description: str = "d",
+    revision: int = 3,
+) -> Node:
+    extra: dict[str, str] = {}
+    if alt:
+        extra["alternativeName"] = alt
+    if digest:
+        extra["contentDigest"] = digest
     parent, _, name = path.rpartition("/")
-    if remote.node_info(parent) is None:
-        remote.create_node(parent.rpartition("/")[0], parent.rpartition("/")[2], FOLDER)
-    remote.create_node(parent, name, ARTIFACT)
-    for key, data in files.items():
-        remote.put_object(path, Upload(key, md5_bytes(data), len(data), data=data))
-    remote.update_node(path, extra=json.dumps(extra))  # last: an object change voids it
+    return Node(
+        id=f"id-{name}", name=name, parent=parent, path=path, type=type, labels=labels,
+        description=description, extra=json.dumps(extra), created_at="2023-05-05T00:00:00Z",
+        revision=revision,
+    )  # fmt: skip
 
 
-# -- desired_state: local changes and the digest ------------------------------------------
+def listing(files: dict[str, bytes]) -> tuple[ObjectInfo, ...]:
+    return tuple(ObjectInfo(k, len(v), md5_bytes(v)) for k, v in sorted(files.items()))
 
 
-def test_first_desired_state_adds_everything(tmp_path: Path) -> None:
-    d = desired(tmp_path, refs={"raw/x.tgz": "https://example.org/x.tgz"})
-    assert d.local == LocalChanges(add=("a.txt", "sub/b.txt"))
-    assert d.folder == "/alice/default"
-    assert d.local_dir == tmp_path / "artifacts" / ALT
-    assert d.digest == content_digest(
-        [
-            *(
-                {"path": k, "size_bytes": len(v), "checksum": md5_bytes(v)}
-                for k, v in FILES.items()
-            ),
-            {"path": "raw/x.tgz", "uri": "https://example.org/x.tgz"},
-        ]
-    )
-    assert [h.md5 for h in d.files] == [md5_bytes(v) for v in FILES.values()]
+def run(d: Desired, reads: dict[tuple[str, str], Any]) -> tuple[ArtifactPlan, list[Any]]:
+    """Decide, handing over each read from ``reads`` only when decide asks for it;
+    returns the plan and the reads asked for, in order."""
+    given: dict[tuple[str, str], Any] = {}
+    out = decide(d, given, USER)
+    while isinstance(out, Need):
+        if out.read not in reads:
+            raise AssertionError(f"decide needs {out.read}, which the test did not give")
+        given[out.read] = reads[out.read]
+        out = decide(d, given, USER)
+    return out, list(given)
 
 
-def test_staged_and_unchanged_hashes_nothing(tmp_path: Path) -> None:
-    stage_local(desired(tmp_path), tmp_path / "cache")
-    (tmp_path / "cache" / "hashes").unlink(missing_ok=True)
+def expected(d: Desired, **kw: Any) -> ArtifactPlan:
+    base: dict[str, Any] = {"name": "ds", "folder": F, "path": NODE, "desired": d}
+    return ArtifactPlan(**{**base, **kw})
+
+
+# -- the local half -------------------------------------------------------------------
+
+
+def test_first_desired_state_hashes_everything(tmp_path: Path) -> None:
     hashes = HashCache(tmp_path / "cache" / "hashes")
-    spec = ArtifactSpec(name="ds")
-    d = desired_state(
-        spec,
-        expansion(tmp_path, FILES),
-        (ALT, CREATED),
-        USER,
-        load_staged(tmp_path / "cache", "ds"),
-        hashes,
-        tmp_path / "artifacts",
-    )
-    assert d.local == LocalChanges()
+    d = desired(tmp_path, hashes=hashes)
+    assert not d.in_sync
     assert d.digest == digest_of(FILES)
-    assert hashes._entries is None  # the cache was not even loaded
+    assert [h.md5 for h in d.files] == [md5_bytes(v) for _, v in sorted(FILES.items())]
+    assert len(hashes.entries) == 2
 
 
-def test_local_changes_after_edits(tmp_path: Path) -> None:
-    stage_local(desired(tmp_path), tmp_path / "cache")
-    new = {"a.txt": b"alpha 2\n", "c.txt": b"charlie\n"}
-    d = desired(tmp_path, new)
-    assert d.local == LocalChanges(add=("c.txt",), update=("a.txt",), remove=("sub/b.txt",))
-    assert d.digest == digest_of(new)
+def test_an_indexed_unchanged_tree_hashes_nothing(tmp_path: Path) -> None:
+    first = desired(tmp_path)
+    save_staged(tmp_path / "cache", "ds", snapshot(first))
+    again = desired(tmp_path, hashes=HashCache(tmp_path / "nowhere"))
+    assert again.in_sync and again.digest == first.digest
 
 
-def test_other_identity_restages_everything(tmp_path: Path) -> None:
-    stage_local(desired(tmp_path), tmp_path / "cache")
-    d = desired(tmp_path, alt="ds_other")
-    assert d.local == LocalChanges(add=("a.txt", "sub/b.txt"))
-
-
-
-def test_touched_file_is_not_a_local_change(tmp_path: Path) -> None:
-    stage_local(desired(tmp_path), tmp_path / "cache")
-    src = tmp_path / "src" / "a.txt"
-    st = src.stat()
-    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert not desired(tmp_path).local
-
-
-# -- identity -----------------------------------------------------------------------------
+def test_references_count_in_the_digest(tmp_path: Path) -> None:
+    plain = desired(tmp_path)
+    with_ref = desired(tmp_path, refs={"raw/m.tar.gz": "https://e.org/m.tar.gz"})
+    assert plain.digest != with_ref.digest
+    assert with_ref.reference_map() == {"raw/m.tar.gz": "https://e.org/m.tar.gz"}
 
 
 def test_choose_identity_order() -> None:
-    lock = LockEntry("ds_locked", "2023-01-01T00:00:00+00:00")
-    pinned = ArtifactSpec(name="ds", alternative_name="ds_pinned")
-    plain = ArtifactSpec(name="ds")
-    assert choose_identity(pinned, lock)[0] == "ds_pinned"
-    assert choose_identity(pinned, LockEntry("ds_pinned", "T0")) == ("ds_pinned", "T0")
-    assert choose_identity(plain, lock, ("ds_chosen", "T1")) == (
-        "ds_locked",
-        "2023-01-01T00:00:00+00:00",
+    minted: list[str] = []
+
+    def mint(name: str) -> tuple[str, str]:
+        minted.append(name)
+        return f"{name}_new", "now"
+
+    spec = ArtifactSpec(name="ds")
+    lock = LockEntry("ds_lock", "then")
+    assert choose_identity(spec, lock, ("ds_saved", "s"), mint) == ("ds_lock", "then")
+    assert choose_identity(spec, None, ("ds_saved", "s"), mint) == ("ds_saved", "s")
+    assert choose_identity(spec, None, None, mint) == ("ds_new", "now")
+    pinned = replace(spec, alternative_name="ds_pin")
+    assert choose_identity(pinned, lock, None, mint) == ("ds_pin", "now")
+    assert choose_identity(pinned, LockEntry("ds_pin", "kept"), None, mint) == ("ds_pin", "kept")
+    assert choose_identity(pinned, None, ("ds_pin", "saved"), mint) == ("ds_pin", "saved")
+    assert minted == ["ds", "ds"]
+
+
+# -- the remote half: whole plans -----------------------------------------------------
+
+
+def test_absent_node_in_an_existing_folder_is_created(tmp_path: Path) -> None:
+    d = desired(tmp_path)
+    plan, asked = run(d, {("node", NODE): None, ("node", F): node(F, None, type=FOLDER)})
+    assert plan == expected(d, action="create", upload=("a.txt", "sub/b.txt"))
+    assert asked == [("node", NODE), ("node", F)]
+
+
+def test_missing_folders_are_listed_top_down_when_allowed(tmp_path: Path) -> None:
+    spec = ArtifactSpec(name="ds", folder="a/b", make_folder=True, labels=("a",), description="d")
+    d = desired(tmp_path, spec=spec)
+    reads = {
+        ("node", "/alice/a/b/ds"): None,
+        ("node", "/alice/a/b"): None,
+        ("node", "/alice/a"): None,
+    }
+    plan, _ = run(d, reads)
+    assert plan == ArtifactPlan(
+        name="ds", folder="/alice/a/b", path="/alice/a/b/ds", action="create", desired=d,
+        upload=("a.txt", "sub/b.txt"), make_folders=("/alice/a", "/alice/a/b"),
+    )  # fmt: skip
+
+
+def test_missing_folder_without_make_folder_is_an_error(tmp_path: Path) -> None:
+    spec = ArtifactSpec(name="ds", folder="x", labels=("a",), description="d")
+    d = desired(tmp_path, spec=spec)
+    plan, _ = run(d, {("node", "/alice/x/ds"): None, ("node", "/alice/x"): None})
+    assert plan == ArtifactPlan(
+        name="ds", folder="/alice/x", path="/alice/x/ds", action="error", desired=d,
+        message="Folder does not exist: '/alice/x'", hint="create it, or set make_folder: true",
+        refusal="folder",
+    )  # fmt: skip
+
+
+def test_the_same_digest_is_none_and_other_labels_are_metadata(tmp_path: Path) -> None:
+    d = desired(tmp_path)
+    same = node(NODE, digest=d.digest)
+    plan, asked = run(d, {("node", NODE): same})
+    assert asked == [("node", NODE)]  # one nodes/info and nothing else
+    assert plan == expected(
+        d, action="none", seen=seen_of(same), old_labels=("a",), old_description="d"
     )
-    assert choose_identity(plain, None, ("ds_chosen", "T1")) == ("ds_chosen", "T1")
-    alt, _ = choose_identity(plain, None)
-    assert alt.startswith("ds_") and alt != choose_identity(plain, None)[0]
-
-
-# -- decide: the remote half ------------------------------------------------------------
-
-
-def test_absent_node_is_created(tmp_path: Path, remote: LocalRemote) -> None:
-    ap = decide(remote, desired(tmp_path), USER)
-    assert (ap.action, ap.path, ap.upload, ap.delete) == (
-        "create",
-        "/alice/default/ds",
-        ("a.txt", "sub/b.txt"),
-        (),
-    )
-    assert ap.changes
-
-
-def test_missing_folder_without_make_folder_is_an_error(
-    tmp_path: Path, remote: LocalRemote
-) -> None:
-    spec = ArtifactSpec(name="ds", folder="cv/models")
-    ap = decide(remote, desired(tmp_path, spec=spec), USER)
-    assert ap.action == "error" and "/alice/cv/models" in ap.message
-    spec = ArtifactSpec(name="ds", folder="cv/models", make_folder=True)
-    assert decide(remote, desired(tmp_path, spec=spec), USER).action == "create"
-
-
-def test_same_digest_is_none_and_labels_are_metadata(tmp_path: Path, remote: LocalRemote) -> None:
-    apply(tmp_path, remote, desired(tmp_path))
-    ap = decide(remote, desired(tmp_path), USER)
-    assert (ap.action, ap.upload, ap.delete, ap.changes) == ("none", (), (), False)
-    spec = ArtifactSpec(name="ds", labels=("a", "b"), description="d")
-    ap = decide(remote, desired(tmp_path, spec=spec), USER)
-    assert (ap.action, ap.upload) == ("metadata", ())
-
-
-def test_own_node_is_updated_in_place(tmp_path: Path, remote: LocalRemote) -> None:
-    apply(tmp_path, remote, desired(tmp_path))
-    ap = decide(remote, desired(tmp_path, {"a.txt": b"alpha 2\n", "c.txt": b"c\n"}), USER)
-    assert (ap.action, ap.path, ap.upload, ap.delete) == (
-        "update",
-        "/alice/default/ds",
-        ("a.txt", "c.txt"),
-        ("sub/b.txt",),
+    relabelled = node(NODE, digest=d.digest, labels=("old",), description="was")
+    plan, _ = run(d, {("node", NODE): relabelled})
+    assert plan == expected(
+        d, action="metadata", seen=seen_of(relabelled), old_labels=("old",), old_description="was"
     )
 
 
-def test_own_node_without_digest_is_diffed_object_by_object(
-    tmp_path: Path, remote: LocalRemote
-) -> None:
-    foreign_node(
-        remote,
-        "/alice/default/ds",
-        {"a.txt": FILES["a.txt"], "junk": b"x"},
-        {"alternativeName": ALT},
-    )  # an interrupted apply of ours
-    ap = decide(remote, desired(tmp_path), USER)
-    assert (ap.action, ap.upload, ap.delete) == ("update", ("sub/b.txt",), ("junk",))
+def test_own_node_is_updated_from_its_listing(tmp_path: Path) -> None:
+    d = desired(tmp_path)
+    ours = node(NODE)  # no digest: an interrupted apply, or changed content
+    remote_files = {"a.txt": b"old\n", "gone.txt": b"x", "metadata.yaml": b"m"}
+    plan, asked = run(d, {("node", NODE): ours, ("listing", NODE): listing(remote_files)})
+    assert asked == [("node", NODE), ("listing", NODE)]
+    assert plan == expected(
+        d, action="update", upload=("a.txt", "sub/b.txt"), delete=("gone.txt",),
+        modified=("a.txt",), seen=seen_of(ours), old_labels=("a",), old_description="d",
+    )  # fmt: skip
+
+
+def test_a_stale_references_yaml_is_deleted(tmp_path: Path) -> None:
+    d = desired(tmp_path)
+    ours = node(NODE)
+    remote_files = {**FILES, "references.yaml": b"r: u\n"}
+    plan, _ = run(d, {("node", NODE): ours, ("listing", NODE): listing(remote_files)})
+    assert (plan.action, plan.upload, plan.delete) == ("update", (), ("references.yaml",))
 
 
 @pytest.mark.parametrize(
     ("strategy", "action", "path", "upload"),
     [
-        ("skip", "skip", "/alice/default/ds", ()),
-        ("error", "error", "/alice/default/ds", ()),
-        ("replace", "replace", "/alice/default/ds", ("a.txt", "sub/b.txt")),
-        ("new", "new", f"/alice/default/{ALT}", ("a.txt", "sub/b.txt")),
+        ("skip", "skip", NODE, ()),
+        ("replace", "replace", NODE, ("a.txt", "sub/b.txt")),
+        ("new", "new", f"{F}/{ALT}", ("a.txt", "sub/b.txt")),
     ],
 )
-def test_foreign_node_follows_the_conflict_strategy(
-    tmp_path: Path,
-    remote: LocalRemote,
-    strategy: str,
-    action: str,
-    path: str,
-    upload: tuple[str, ...],
+def test_a_foreign_node_follows_the_strategy(
+    tmp_path: Path, strategy: str, action: str, path: str, upload: tuple[str, ...]
 ) -> None:
-    foreign_node(remote, "/alice/default/ds", {"x": b"theirs"}, {"alternativeName": "ds_theirs"})
-    spec = ArtifactSpec(name="ds", conflict_strategy=strategy)  # type: ignore[arg-type]
-    ap = decide(remote, desired(tmp_path, spec=spec), USER)
-    assert (ap.action, ap.path, ap.upload, ap.delete) == (action, path, upload, ())
-    if strategy == "error":
-        assert "'ds'" in ap.message and "/alice/default" in ap.message
+    spec = ArtifactSpec(name="ds", labels=("a",), description="d")
+    spec = replace(spec, conflict_strategy=strategy)
+    d = desired(tmp_path, spec=spec)
+    foreign = node(NODE, alt="someone_else", digest="sha256:other")
+    plan, _ = run(d, {("node", NODE): foreign, ("node", f"{F}/{ALT}"): None})
+    assert (plan.action, plan.path, plan.upload) == (action, path, upload)
+    assert plan.seen == ("absent" if action == "new" else seen_of(foreign))
 
 
-def test_new_finds_its_content_already_at_alt(tmp_path: Path, remote: LocalRemote) -> None:
-    foreign_node(remote, "/alice/default/ds", {"x": b"theirs"}, {"alternativeName": "ds_theirs"})
-    foreign_node(
-        remote,
-        f"/alice/default/{ALT}",
-        FILES,
-        {"alternativeName": ALT, "contentDigest": digest_of(FILES)},
+def test_error_strategy_names_folder_and_holder(tmp_path: Path) -> None:
+    spec = ArtifactSpec(name="ds", conflict_strategy="error", labels=("a",), description="d")
+    d = desired(tmp_path, spec=spec)
+    foreign = node(NODE, alt="someone_else")
+    plan, _ = run(d, {("node", NODE): foreign})
+    assert plan == expected(
+        d, action="error", seen=seen_of(foreign), refusal="conflict",
+        message=f"Artifact already exists in Folder {F}: 'ds'",
+        hint="held by someone_else; choose conflict_strategy new, replace or skip, "
+        "or pin its alternative_name",
+    )  # fmt: skip
+
+
+def test_new_finds_its_earlier_upload_at_the_alternative_name(tmp_path: Path) -> None:
+    d = desired(tmp_path)
+    foreign = node(NODE, alt="someone_else")
+    sibling = node(f"{F}/{ALT}", digest=d.digest)
+    plan, _ = run(d, {("node", NODE): foreign, ("node", f"{F}/{ALT}"): sibling})
+    assert (plan.action, plan.path, plan.seen) == ("none", f"{F}/{ALT}", seen_of(sibling))
+
+
+def test_new_never_takes_over_a_foreign_node_at_the_alternative_name(tmp_path: Path) -> None:
+    d = desired(tmp_path)
+    squatter = node(f"{F}/{ALT}", alt="squat")
+    plan, _ = run(d, {("node", NODE): node(NODE, alt="other"), ("node", f"{F}/{ALT}"): squatter})
+    assert (plan.action, plan.refusal) == ("error", "conflict")
+    assert f"{F}/{ALT} exists and is not artifact 'ds'" in plan.message
+
+
+def test_same_content_under_another_identity_is_adopted_with_its_timestamp(
+    tmp_path: Path,
+) -> None:
+    d = desired(tmp_path)
+    theirs = node(NODE, alt="ds_230505_000000_zzzzzz", digest=d.digest)
+    reads = {("node", NODE): theirs, ("created", NODE): "2023-05-05T08:00:00+08:00"}
+    plan, asked = run(d, reads)
+    assert asked == [("node", NODE), ("created", NODE)]
+    assert plan.action == "none"
+    assert plan.desired is not None
+    assert (plan.desired.alternative_name, plan.desired.created_timestamp) == (
+        "ds_230505_000000_zzzzzz",
+        "2023-05-05T08:00:00+08:00",
     )
-    remote.update_node(f"/alice/default/{ALT}", labels=["a"], description="d")
-    ap = decide(remote, desired(tmp_path), USER)
-    assert (ap.action, ap.path, ap.upload) == ("none", f"/alice/default/{ALT}", ())
 
 
-def test_new_resumes_a_partial_upload_at_alt(tmp_path: Path, remote: LocalRemote) -> None:
-    foreign_node(remote, "/alice/default/ds", {"x": b"theirs"}, {"alternativeName": "ds_theirs"})
-    foreign_node(
-        remote, f"/alice/default/{ALT}", {"a.txt": FILES["a.txt"]}, {"alternativeName": ALT}
-    )
-    ap = decide(remote, desired(tmp_path), USER)
-    assert (ap.action, ap.path, ap.upload) == ("new", f"/alice/default/{ALT}", ("sub/b.txt",))
+def test_a_pinned_name_is_never_adopted_away(tmp_path: Path) -> None:
+    spec = ArtifactSpec(name="ds", alternative_name="ds_pin", labels=("a",), description="d")
+    d = desired(tmp_path, spec=spec)
+    theirs = node(NODE, alt="ds_other", digest=d.digest)
+    plan, _ = run(d, {("node", NODE): theirs, ("node", f"{F}/ds_pin"): None})
+    assert (plan.action, plan.path) == ("new", f"{F}/ds_pin")
 
 
-def test_same_content_under_another_name_is_adopted(tmp_path: Path, remote: LocalRemote) -> None:
-    foreign_node(
-        remote,
-        "/alice/default/ds",
-        FILES,
-        {"alternativeName": "ds_theirs", "contentDigest": digest_of(FILES)},
-    )
-    remote.update_node("/alice/default/ds", labels=["a"], description="d")
-    ap = decide(remote, desired(tmp_path), USER)
-    assert (ap.action, ap.upload) == ("none", ())
-    assert ap.desired.alternative_name == "ds_theirs"
-    assert ap.desired.local_dir.name == "ds_theirs"
+def test_moved_renames_the_old_node_in_place(tmp_path: Path) -> None:
+    d = replace(desired(tmp_path), previous_path=f"{F}/old", moved_from="old")
+    old = node(f"{F}/old", digest=d.digest)
+    reads = {
+        ("node", NODE): None,
+        ("node", f"{F}/old"): old,
+        ("listing", f"{F}/old"): listing(FILES),
+    }
+    plan, _ = run(d, reads)
+    assert plan == expected(
+        d, action="rename", rename_from=f"{F}/old", seen=seen_of(old),
+        old_labels=("a",), old_description="d",
+    )  # fmt: skip
 
 
-def test_plan_json_has_the_stable_keys(tmp_path: Path, remote: LocalRemote) -> None:
-    plan = Plan(tmp_path / "m.yaml", remote.url, (decide(remote, desired(tmp_path), USER),))
-    data = plan.to_json()
-    assert data["changes"] is True
-    art = data["artifacts"][0]
-    assert {"name", "folder", "path", "action", "upload", "delete", "local"} <= set(art)
-    assert set(art["local"]) == {"add", "update", "remove"}
+def test_moved_to_a_node_no_longer_ours_is_a_create(tmp_path: Path) -> None:
+    d = replace(desired(tmp_path), previous_path=f"{F}/old", moved_from="old")
+    reads = {
+        ("node", NODE): None,
+        ("node", f"{F}/old"): node(f"{F}/old", alt="another"),
+        ("node", F): node(F, None, type=FOLDER),
+    }
+    plan, _ = run(d, reads)
+    assert (plan.action, plan.rename_from) == ("create", "")
+
+
+def test_orphans_are_shown_and_deleted_only_with_prune() -> None:
+    entry = LockEntry("gone_1", "t", "sha256:x", {"path": f"{F}/gone"})
+    orphan = Orphan("gone", f"{F}/gone", entry, "gone")
+    shown = decide_orphan(orphan, {}, prune=False)
+    assert isinstance(shown, ArtifactPlan)
+    assert (shown.action, shown.path, shown.changes) == ("orphan", f"{F}/gone", False)
+    assert decide_orphan(orphan, {}, prune=True) == Need(("node", f"{F}/gone"))
+    ours = node(f"{F}/gone", alt="gone_1")
+    pruned = decide_orphan(orphan, {("node", f"{F}/gone"): ours}, prune=True)
+    assert isinstance(pruned, ArtifactPlan)
+    assert (pruned.action, pruned.seen, pruned.changes) == ("delete", seen_of(ours), True)
+    other = decide_orphan(orphan, {("node", f"{F}/gone"): node(f"{F}/gone", alt="x")}, True)
+    assert isinstance(other, ArtifactPlan) and other.action == "orphan"  # not ours: kept
+
+
+def test_seen_names_the_objects_revision() -> None:
+    assert seen_of(None) == "absent"
+    assert seen_of(node(NODE, digest="sha256:d", revision=7)) == "id-ds@7:sha256:d"
