@@ -1,4 +1,5 @@
-"""Shared fixtures: a manifest project in tmp_path, and the real CLI as a subprocess."""
+"""Shared fixtures: a manifest project in tmp_path, and the real CLI, run in-process
+(``cli``) or as a subprocess (``run_cli``, for kill, signal and TTY tests)."""
 
 from __future__ import annotations
 
@@ -115,8 +116,27 @@ def project(tmp_path: Path) -> Project:
     return Project(tmp_path / "project")
 
 
+def run_in_process(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
+    """The CLI's own entry point through click's CliRunner: the same code, exit codes
+    and output as the subprocess, at a fraction of the start-up cost."""
+    from click.testing import CliRunner
+
+    from manifest_tool.cli import main
+
+    full = env or cli_env()
+    overlay: dict[str, str | None] = {k: None for k in os.environ if k not in full}
+    overlay.update(full)
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, list(args), env=overlay, catch_exceptions=False)
+    finally:
+        os.chdir(old)
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
 class Cli:
-    """``cli("plan", "--json")`` runs ``python -m manifest_tool`` in the project."""
+    """``cli("plan", "--json")`` runs manifest-tool's CLI in the project, in-process."""
 
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
@@ -124,7 +144,7 @@ class Cli:
     def __call__(
         self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
     ) -> Result:
-        return run_cli(*args, cwd=cwd or self.cwd, env=env)
+        return run_in_process(*args, cwd=cwd or self.cwd, env=env)
 
 
 @pytest.fixture
