@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from .artifact import Artifact
+from .download import STAGING_PREFIX
 from .errors import InvalidInput
 from .hashing import md5_file
 from .localdir import read_yaml
@@ -21,11 +22,11 @@ def load_local(path: Path) -> Artifact:
     art.local = str(path.absolute())
     buf = bytearray(1024 * 1024)
     for dirpath, dirnames, filenames in os.walk(path):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(STAGING_PREFIX))
         rel_dir = os.path.relpath(dirpath, path).replace(os.sep, "/")
         for name in sorted(filenames):
             key = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if key in RESERVED or _is_partial_download(name):
+            if key in RESERVED:
                 continue
             full = os.path.join(dirpath, name)
             art.objects[key] = {
@@ -38,9 +39,3 @@ def load_local(path: Path) -> Artifact:
         for key, uri in (read_yaml(refs) or {}).items():
             art.objects[str(key)] = {"path": str(key), "uri": str(uri)}
     return art
-
-
-def _is_partial_download(name: str) -> bool:
-    """``.<name>.part``: a download ``fetch_verified`` has not finished (a user's
-    ``weights.part`` is an object like any other)."""
-    return name.startswith(".") and name.endswith(".part")

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .download import fetch_all
 from .errors import ChecksumMismatch, ConflictError, InvalidInput, RemoteError
 from .hashing import content_digest, md5_bytes, md5_file
 from .localdir import dump_yaml
 from .model import ArtifactSpec, LocalFile, Reference
-from .paths import check_key
 from .plan import Desired
 from .publish import RESERVED, history_entry
 from .remotes.base import ARTIFACT, Node, ObjectInfo, Remote, Upload, absolute_folder
@@ -122,8 +121,7 @@ def download_artifact(remote: Remote, path: str, parent: Path) -> Artifact:
     art = Artifact(metadata)
     art.local = str((parent / art.alternative_name).absolute())
     files = [o for k, o in sorted(present.items()) if k not in RESERVED]
-    with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(lambda o: fetch_verified(remote, node.path, o, Path(art.local)), files))
+    fetch_all(remote, node.path, files, Path(art.local), force=True)  # as the SDK does
     art.objects = {
         o.path: {"path": o.path, "size_bytes": o.size_bytes, "checksum": o.checksum} for o in files
     }
@@ -133,31 +131,25 @@ def download_artifact(remote: Remote, path: str, parent: Path) -> Artifact:
     return art
 
 
-def pull_into(remote: Remote, path: str, dest: Path) -> tuple[int, int]:
+def pull_into(remote: Remote, path: str, dest: Path, force: bool = False) -> PullResult:
     """Download the artifact at ``path`` into ``dest`` (files, metadata, references)."""
     node = node_for(remote, path)
     objects = remote.list_objects(node.path)
-    dest.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(lambda o: fetch_verified(remote, node.path, o, dest), objects))
-    return len(objects), sum(o.size_bytes for o in objects)
+    fetched = fetch_all(remote, node.path, objects, dest, force)
+    return PullResult(node.path, len(objects), sum(o.size_bytes for o in objects), fetched)
+
+
+@dataclass(frozen=True)
+class PullResult:
+    path: str
+    objects: int
+    bytes: int
+    fetched: int
 
 
 def fetch_verified(remote: Remote, node_path: str, obj: ObjectInfo, dest_dir: Path) -> None:
-    """Download one object next to its destination, check it, then move it in place."""
-    dest = dest_dir / check_key(obj.path, what="remote object key", allow_reserved=True)
-    if dest.is_file() and dest.stat().st_size == obj.size_bytes and md5_file(dest) == obj.checksum:
-        return
-    part = dest.with_name(f".{dest.name}.part")
-    remote.get_object(node_path, obj.path, part)
-    got = md5_file(part)
-    if got != obj.checksum or part.stat().st_size != obj.size_bytes:
-        part.unlink(missing_ok=True)
-        raise ChecksumMismatch(
-            f"object {obj.path!r} of {node_path} is corrupt: md5 {got}, expected "
-            f"{obj.checksum} (nothing was written; ask the server's admin to check its storage)"
-        )
-    os.replace(part, dest)
+    """Download one object into ``dest_dir``, verified (overwriting what is there)."""
+    fetch_all(remote, node_path, [obj], dest_dir, force=True)
 
 
 def _read_yaml_object(remote: Remote, node: Node, present: dict[str, ObjectInfo], key: str) -> Any:

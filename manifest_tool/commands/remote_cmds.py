@@ -66,14 +66,24 @@ def ls_command(ctx: click.Context, /, folder: str | None, **kw: object) -> None:
 @click.argument("name_or_path")
 @click.option("--dest", type=click.Path(path_type=Path), default=None,
               help="Directory to write into (default: ./<name>).")
+@click.option("--force", is_flag=True, help="Overwrite local files that differ.")
 @click.pass_context
 @handle_errors
-def pull_command(ctx: click.Context, /, name_or_path: str, dest: Path | None, **kw: object) -> None:
+def pull_command(
+    ctx: click.Context, /, name_or_path: str, dest: Path | None, force: bool, **kw: object
+) -> None:
     """Download an artifact (a manifest NAME or a remote PATH), verifying every checksum."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     remote, paths = _remote(opts)
     path = paths.get(name_or_path, name_or_path)
     target = dest or Path(path.rstrip("/").rsplit("/", 1)[-1])
-    count, size = pull_into(remote, path, target)
-    if not opts.quiet:
-        click.echo(f"pulled {path} into {target}: {count} object(s), {size} bytes, all verified")
+    got = pull_into(remote, path, target, force)
+    if opts.json:
+        body = {"path": got.path, "dest": str(target), "objects": got.objects,
+                "bytes": got.bytes, "fetched": got.fetched}  # fmt: skip
+        click.echo(json.dumps(body, indent=2))
+    elif not opts.quiet:
+        click.echo(
+            f"pulled {got.path} into {target}: {got.objects} object(s), {got.bytes} bytes,"
+            f" all verified ({got.fetched} fetched)"
+        )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import click
 
 from ..cli import handle_errors
+from ..errors import ManifestInvalid
 from ..manifest import load_manifest, schema_text
 from ..sources import expand_all
 from .common import gather, manifest_options
@@ -17,15 +21,30 @@ from .common import gather, manifest_options
 def validate_command(ctx: click.Context, /, **kw: object) -> None:
     """Check the manifest and that every declared source exists; write nothing."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
-    manifest = load_manifest(opts.manifest, opts.vars)
+    try:
+        manifest = load_manifest(opts.manifest, opts.vars)
+    except ManifestInvalid as err:
+        if not opts.json:
+            raise
+        click.echo(json.dumps({"valid": False, "manifest": str(opts.manifest),
+                               "problems": err.problems}, indent=2))  # fmt: skip
+        sys.exit(1)
     specs = manifest.select(opts.targets)
     expansions = expand_all(manifest, specs)
-    for name, exp in expansions.items():
+    for exp in expansions.values():
         for warning in exp.warnings:
             click.echo(f"warning: {warning}", err=True)
-        if not opts.quiet:
-            click.echo(f"{name}: {len(exp.files)} file(s), {len(exp.references)} reference(s)")
+    if opts.json:
+        artifacts = [
+            {"name": name, "files": len(exp.files), "references": len(exp.references)}
+            for name, exp in expansions.items()
+        ]
+        click.echo(json.dumps({"valid": True, "manifest": str(opts.manifest),
+                               "artifacts": artifacts}, indent=2))  # fmt: skip
+        return
     if not opts.quiet:
+        for name, exp in expansions.items():
+            click.echo(f"{name}: {len(exp.files)} file(s), {len(exp.references)} reference(s)")
         click.echo(f"{opts.manifest}: valid ({len(specs)} artifact(s))")
 
 

@@ -1,0 +1,98 @@
+"""Downloading a node's objects into a directory: verified, atomic, never clobbering.
+
+Every object is fetched into a staging directory inside the destination (so the
+final rename stays on one filesystem) under a numbered name that no object key can
+take, checked against its MD5, and only then moved to its place. A local file that
+differs from what would be written is refused unless ``force``, before anything is
+fetched, so a refused pull writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .errors import ChecksumMismatch, ManifestToolError
+from .hashing import md5_file
+from .paths import check_key
+from .remotes.base import ObjectInfo, Remote
+
+WORKERS = 4
+STAGING_PREFIX = ".manifest-tool-download-"
+
+
+def fetch_all(
+    remote: Remote,
+    node_path: str,
+    objects: Sequence[ObjectInfo],
+    dest: Path,
+    force: bool = False,
+) -> int:
+    """Make ``dest`` hold ``objects``; returns how many were fetched (the rest were
+    already there, byte for byte)."""
+    targets = [(o, dest / check_key(o.path, what="remote object key", allow_reserved=True))
+               for o in objects]  # fmt: skip
+    todo = [(o, path) for o, path in targets if not _holds(path, o)]
+    if not force:
+        _refuse_overwrites(node_path, todo)
+    if not todo:
+        return 0
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
+    try:
+        jobs = [(o, path, staging / str(i)) for i, (o, path) in enumerate(todo)]
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(lambda job: _fetch(remote, node_path, *job), jobs))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return len(todo)
+
+
+def _holds(path: Path, obj: ObjectInfo) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == obj.size_bytes and (
+            md5_file(path) == obj.checksum
+        )
+    except OSError:
+        return False
+
+
+def _refuse_overwrites(node_path: str, todo: Sequence[tuple[ObjectInfo, Path]]) -> None:
+    clashes = [path for _, path in todo if path.exists() or _file_above(path)]
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise ManifestToolError(
+            f"{clashes[0]} differs from what {node_path} holds{more}: "
+            "nothing was written; pull --force overwrites local files"
+        )
+
+
+def _file_above(path: Path) -> bool:
+    """A file where the object needs a folder."""
+    return any(p.is_file() for p in path.parents)
+
+
+def _fetch(remote: Remote, node_path: str, obj: ObjectInfo, dest: Path, part: Path) -> None:
+    remote.get_object(node_path, obj.path, part)
+    got = md5_file(part)
+    if got != obj.checksum or part.stat().st_size != obj.size_bytes:
+        raise ChecksumMismatch(
+            f"object {obj.path!r} of {node_path} is corrupt: md5 {got}, expected "
+            f"{obj.checksum} (nothing was written; ask the server's admin to check its storage)"
+        )
+    _make_room(dest)
+    os.replace(part, dest)
+
+
+def _make_room(dest: Path) -> None:
+    """With --force: a folder in the file's place, or a file in a folder's, goes."""
+    for parent in reversed(dest.parents):
+        if parent.is_file() or parent.is_symlink():
+            parent.unlink()
+    if dest.is_dir() and not dest.is_symlink():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
