@@ -102,6 +102,7 @@ def make_plan(
     expansions = expansions or expand_all(ws.manifest, specs)
     lock, hashes = ws.lock(), HashCache(ws.cache_dir / "hashes")
     minted = MintedIdentities(ws.cache_dir / "identities.json")
+    minted.forget_recorded(lock)
     chosen = {**minted.known, **(identities or {})}
     desired: dict[str, Desired] = {}
     for spec in specs:
@@ -205,6 +206,14 @@ class MintedIdentities:
         self.known[name] = (alt, created)
         self.dirty = True
         return alt, created
+
+    def forget_recorded(self, lock: Mapping[str, LockEntry]) -> None:
+        """An identity the lock holds is no longer pending (and a folder change must
+        not reuse it for the new node)."""
+        for name, (alt, _) in list(self.known.items()):
+            if name in lock and lock[name].alternativeName == alt:
+                del self.known[name]
+                self.dirty = True
 
     def save(self) -> None:
         if self.dirty:
