@@ -127,7 +127,7 @@ class Artifact:
     def upload(
         self, folder: str = "default", make_folder: bool = False, conflict_strategy: str = "new"
     ) -> None:
-        """Upload to ``folder`` (relative -> /<user>/folder), as PROTOCOL.md describes."""
+        """Upload to ``folder`` (relative -> /<user>/folder), as docs/protocol.md describes."""
         check_strategy(conflict_strategy)
         from .transfer import upload_artifact
 

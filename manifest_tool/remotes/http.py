@@ -1,4 +1,4 @@
-"""The ``http:``/``https:`` remote: PROTOCOL.md spoken over ``requests``.
+"""The ``http:``/``https:`` remote: docs/protocol.md spoken over ``requests``.
 
 One session shared by the upload threads, one retry helper, one error mapper, and a
 timeout on every call. Bodies stream in 1 MiB blocks both ways, so memory stays flat

@@ -1,4 +1,4 @@
-"""The ASGI app: PROTOCOL.md's calls over one embedded Store."""
+"""The ASGI app: docs/protocol.md's calls over one embedded Store."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Our typed errors as HTTP answers, with the status codes and texts of PROTOCOL.md.
+"""Our typed errors as HTTP answers, with the status codes and texts of docs/protocol.md.
 
 The texts a T9k client matches on (``node not found [...]``, ``Invalid conflicting
 node Name``, ``permission denied``, ``api key ... not found``) are plain text; every
