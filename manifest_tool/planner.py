@@ -359,9 +359,10 @@ class Orphan(NamedTuple):
     """A node the lock records that the manifest no longer declares."""
 
     name: str  # the artifact's name when it was declared
-    path: str  # its node on the remote
+    path: str  # its node on the remote ("" when it never reached one)
     entry: LockEntry
     lock_key: str  # where the lock holds it
+    why: str = "no longer in the manifest"
 
 
 def decide_orphan(orphan: Orphan, reads: Reads, prune: bool) -> ArtifactPlan | Need:
@@ -372,10 +373,13 @@ def decide_orphan(orphan: Orphan, reads: Reads, prune: bool) -> ArtifactPlan | N
         path=orphan.path,
         action="orphan",
         alternative_name=orphan.entry.alternativeName,
-        message="no longer in the manifest; 'apply --prune' deletes it",
+        message=f"{orphan.why}; 'apply --prune' deletes it",
     )
     if not prune:
         return base
+    if not orphan.path:
+        message = "never published; apply --prune forgets it"
+        return replace(base, action="delete", message=message, lock_change=True)
     try:
         node: Node | None = _get(reads, "node", orphan.path)
     except _Missing as missing:

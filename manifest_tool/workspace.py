@@ -174,7 +174,13 @@ def orphans(
     declared = {a.name for a in ws.manifest.artifacts}
     renamed = {d.moved_from for d in desired.values() if d.moved_from}
     out = [
-        Orphan(d.spec.name, str(d.retired.remote["path"]), d.retired, d.spec.name)
+        Orphan(
+            d.spec.name,
+            str(d.retired.remote["path"]),
+            d.retired,
+            d.spec.name,
+            f"left at its old folder (now {d.folder})",
+        )
         for d in desired.values()
         if d.retired is not None
     ]
@@ -197,8 +203,8 @@ class MintedIdentities:
         self.path = path
         self.known: dict[str, Identity] = {}
         self.dirty = False
-        with suppress(OSError, ValueError, TypeError):
-            data = json.loads(path.read_text())
+        with suppress(OSError, ValueError, TypeError, AttributeError, KeyError, IndexError):
+            data = json.loads(path.read_text())  # only a cache: anything odd is ignored
             self.known = {str(k): (str(v[0]), str(v[1])) for k, v in data.items()}
 
     def mint(self, name: str) -> Identity:
