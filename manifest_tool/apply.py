@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .artifact import metadata_dict
 from .errors import ChecksumMismatch, ManifestToolError, NameConflict, NodeNotFound, StalePlan
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
@@ -237,16 +238,9 @@ def _uploads(d: Desired, keys: set[str]) -> list[Upload]:
 
 
 def artifact_metadata(d: Desired, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The artifact's metadata.yaml: T9k's ``to_dict()``, keys in its order."""
-    return {
-        "kind": "Artifact",
-        "name": d.spec.name,
-        "labels": list(d.spec.labels),
-        "description": d.spec.description,
-        "createdTimestamp": d.created_timestamp,
-        "alternativeName": d.alternative_name,
-        "remote": history,
-    }
+    spec = d.spec
+    return metadata_dict(spec.name, spec.labels, spec.description, d.created_timestamp,
+                         d.alternative_name, history)  # fmt: skip
 
 
 def write_local(d: Desired, metadata: dict[str, Any]) -> None:

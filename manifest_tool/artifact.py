@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -14,6 +15,7 @@ from .identity import check_alternative_name, check_artifact_name, new_identity
 from .localdir import write_yaml_atomic
 from .paths import join_key, resolve_obj_path
 from .publish import check_strategy
+from .walker import plain_files
 
 KIND = "Artifact"
 
@@ -45,7 +47,7 @@ class Artifact:
         if not os.path.isdir(dir_path):
             raise MissingSource(f"Directory not found: {dir_path!r}")
         prefix = resolve_obj_path(str(dir_path), obj_path)
-        pairs = [(src, join_key(prefix, rel)) for src, rel in _walk(Path(dir_path))]
+        pairs = [(Path(src), join_key(prefix, rel)) for src, rel in plain_files(dir_path)]
         for _, key in pairs:  # refuse before the first byte is written
             self._free_key(key, as_file=True)
         for src, key in pairs:
@@ -98,15 +100,14 @@ class Artifact:
         self.remote: list[dict[str, str]] = list(data.get("remote") or [])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": KIND,
-            "name": self.name,
-            "labels": list(self.labels),
-            "description": self.description,
-            "createdTimestamp": self.created_timestamp,
-            "alternativeName": self.alternative_name,
-            "remote": list(self.remote),
-        }
+        return metadata_dict(
+            self.name,
+            self.labels,
+            self.description,
+            self.created_timestamp,
+            self.alternative_name,
+            self.remote,
+        )
 
     def save(self) -> None:
         """Write ``metadata.yaml`` (and ``references.yaml``) into the local dir."""
@@ -137,16 +138,25 @@ class Artifact:
         return f"Artifact(name={self.name!r}, alternative_name={self.alternative_name!r})"
 
 
-def _walk(root: Path) -> list[tuple[Path, str]]:
-    """Every file below ``root`` as (path, posix path relative to root), sorted."""
-    found: list[tuple[Path, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-        for name in sorted(filenames):
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            found.append((Path(dirpath, name), rel))
-    return found
+def metadata_dict(
+    name: str,
+    labels: Sequence[str],
+    description: str,
+    created_timestamp: str,
+    alternative_name: str,
+    remote: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    """An artifact's ``metadata.yaml``: T9k's ``to_dict()``, keys in its order. The one
+    place that builds it, for the Python API and for apply alike."""
+    return {
+        "kind": KIND,
+        "name": name,
+        "labels": list(labels),
+        "description": description,
+        "createdTimestamp": created_timestamp,
+        "alternativeName": alternative_name,
+        "remote": list(remote),
+    }
 
 
 def create_artifact(name: str, labels: list[str] | None = None, description: str = "") -> Artifact:

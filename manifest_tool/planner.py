@@ -20,8 +20,9 @@ from .cache import HashCache, Staged, StatRow
 from .hashing import content_digest, md5_file
 from .lockfile import LockEntry
 from .model import ArtifactSpec, Expansion, Reference
+from .paths import RESERVED_ROOT_NAMES
 from .plan import ArtifactPlan, Desired, HashedFile
-from .publish import RESERVED, check_conflict, sibling_refusal
+from .publish import check_conflict, sibling_refusal
 from .remotes.base import ARTIFACT, Node, ObjectInfo, Remote, absolute_folder
 
 Identity = tuple[str, str]  # alternativeName, createdTimestamp
@@ -313,7 +314,7 @@ def object_changes(
     """Keys to upload (missing or different) and to delete (no longer declared)."""
     have = {o.path: (o.size_bytes, o.checksum) for o in present}
     upload = sorted(k for k, v in wanted.items() if have.get(k) != v)
-    delete = sorted(k for k in have if k not in wanted and k not in RESERVED)
+    delete = sorted(k for k in have if k not in wanted and k not in RESERVED_ROOT_NAMES)
     return upload, delete
 
 

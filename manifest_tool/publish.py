@@ -17,9 +17,9 @@ from typing import Any
 from .errors import ConflictError, InvalidInput, NameConflict, RevisionMismatch
 from .hashing import content_digest
 from .model import CONFLICT_STRATEGIES
+from .paths import RESERVED_ROOT_NAMES
 from .remotes.base import ARTIFACT, FOLDER, Node, Remote, Upload
 
-RESERVED = ("metadata.yaml", "references.yaml")
 Progress = Callable[[Upload], None]
 
 
@@ -123,7 +123,7 @@ def _check_objects(
     listed: list[dict[str, object]] = [
         {"path": o.path, "size_bytes": o.size_bytes, "checksum": o.checksum}
         for o in remote.list_objects(node_path)
-        if o.path not in RESERVED
+        if o.path not in RESERVED_ROOT_NAMES
     ]
     refs: list[dict[str, object]] = [{"path": k, "uri": v} for k, v in references.items()]
     if content_digest([*listed, *refs]) != digest:

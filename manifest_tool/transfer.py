@@ -14,8 +14,9 @@ from .errors import ChecksumMismatch, ConflictError, InvalidInput, RemoteError
 from .hashing import content_digest, md5_bytes, md5_file
 from .localdir import dump_yaml
 from .model import ArtifactSpec, LocalFile, Reference
+from .paths import RESERVED_ROOT_NAMES
 from .plan import Desired
-from .publish import RESERVED, history_entry
+from .publish import history_entry
 from .remotes.base import ARTIFACT, Node, ObjectInfo, Remote, Upload, absolute_folder
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ def download_artifact(remote: Remote, path: str, parent: Path) -> Artifact:
     refs = _read_yaml_object(remote, node, present, "references.yaml") or {}
     art = Artifact(metadata)
     art.local = str((parent / art.alternative_name).absolute())
-    files = [o for k, o in sorted(present.items()) if k not in RESERVED]
+    files = [o for k, o in sorted(present.items()) if k not in RESERVED_ROOT_NAMES]
     fetch_all(remote, node.path, files, Path(art.local), force=True)  # as the SDK does
     art.objects = {
         o.path: {"path": o.path, "size_bytes": o.size_bytes, "checksum": o.checksum} for o in files

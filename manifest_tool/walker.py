@@ -116,3 +116,19 @@ class Walker:
 
 def inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def plain_files(root: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """Every file below ``root`` as (path, posix path relative to root), sorted: the
+    walk of the Python API's ``add_dir`` and of loading a local artifact directory.
+    A download's staging directory (left by a killed pull) is not part of it."""
+    from .download import STAGING_PREFIX
+
+    found: list[tuple[str, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(STAGING_PREFIX))
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        for name in sorted(filenames):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            found.append((os.path.join(dirpath, name), rel))
+    return found

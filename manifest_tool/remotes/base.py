@@ -16,7 +16,8 @@ from typing import Any, NamedTuple, Protocol
 
 FOLDER = "Folder"
 ARTIFACT = "Artifact"
-STORAGE_TYPES = {FOLDER: 0, ARTIFACT: 2}
+STORAGE_TYPES = {FOLDER: 0, ARTIFACT: 2}  # T9k's storageType of each node type
+TYPES_BY_STORAGE = {v: k for k, v in STORAGE_TYPES.items()}
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from ..errors import (
     RemoteError,
     RevisionMismatch,
 )
-from .base import Node, ObjectInfo, Upload
+from .base import STORAGE_TYPES, Node, ObjectInfo, Upload
 from .formbody import FormBody, file_size
 
 T = TypeVar("T")
@@ -168,7 +168,7 @@ class HttpRemote:
             "name": name,
             "labels": list(labels),
             "type": type,
-            "storageType": 2 if type == "Artifact" else 0,
+            "storageType": STORAGE_TYPES.get(type, 0),
             "description": description,
             "extra": extra,
         }

@@ -23,7 +23,7 @@ from ..errors import (
     PermissionDenied,
     RevisionMismatch,
 )
-from ..paths import check_key
+from ..paths import RESERVED_ROOT_NAMES, check_key
 from .base import ARTIFACT, FOLDER, Node, ObjectInfo
 from .blobs import BlobInfo, BlobStore, BlobWriter
 from .db import Database
@@ -375,7 +375,6 @@ class Store:
 
 
 _BLANK = BlobInfo("", "", 0)
-_METADATA_KEYS = ("metadata.yaml", "references.yaml")
 
 
 def _forget_digest(conn: sqlite3.Connection, node_id: str, keys: Sequence[str]) -> None:
@@ -387,7 +386,7 @@ def _forget_digest(conn: sqlite3.Connection, node_id: str, keys: Sequence[str]) 
     earlier listing can no longer be set. The artifact's own metadata files are
     not content.
     """
-    if all(k in _METADATA_KEYS for k in keys):
+    if all(k in RESERVED_ROOT_NAMES for k in keys):
         return
     conn.execute(
         "UPDATE nodes SET revision = revision + 1, extra = CASE WHEN json_valid(extra)"

@@ -8,10 +8,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import InvalidInput
-from ..remotes.base import ARTIFACT, FOLDER
+from ..remotes.base import TYPES_BY_STORAGE
 from .context import context, field, int_query, pagination, query, read_json, run, user_of
 
-TYPES_BY_STORAGE = {0: FOLDER, 2: ARTIFACT}
 MAX_PAGE = 10000
 
 
