@@ -337,14 +337,18 @@ def _created_of(remote: Remote, node: Node) -> str:
     return str(remote_metadata(remote, node).get("createdTimestamp") or node.created_at)
 
 
-def plan_one(remote: Remote, desired: Desired, user: str) -> ArtifactPlan:
-    """Decide, reading from the remote exactly what the decision turns on."""
+def resolve(remote: Remote, decider: Callable[[Reads], ArtifactPlan | Need]) -> ArtifactPlan:
+    """Run a decider, reading from the remote exactly what its decision turns on."""
     reads: dict[Read, Any] = {}
     while True:
-        out = decide(desired, reads, user)
+        out = decider(reads)
         if isinstance(out, ArtifactPlan):
             return out
         reads[out.read] = read(remote, out.read)
+
+
+def plan_one(remote: Remote, desired: Desired, user: str) -> ArtifactPlan:
+    return resolve(remote, lambda reads: decide(desired, reads, user))
 
 
 def plan_artifacts(
@@ -395,9 +399,4 @@ def decide_orphan(orphan: Orphan, reads: Reads, prune: bool) -> ArtifactPlan | N
 
 
 def plan_orphan(remote: Remote, orphan: Orphan, prune: bool) -> ArtifactPlan:
-    reads: dict[Read, Any] = {}
-    while True:
-        out = decide_orphan(orphan, reads, prune)
-        if isinstance(out, ArtifactPlan):
-            return out
-        reads[out.read] = read(remote, out.read)
+    return resolve(remote, lambda reads: decide_orphan(orphan, reads, prune))

@@ -9,10 +9,14 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
+
+if TYPE_CHECKING:
+    from manifest_tool.remotes import Remote as RemoteApi
 
 USER = "alice"
 
@@ -185,3 +189,43 @@ def em(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     login(f"file:{tmp_path / 'store'}")
     yield tmp_path / "em"
     session.reset()
+
+
+# -- both remotes ------------------------------------------------------------------------
+
+
+@dataclass
+class Remote:
+    """A remote for CLI runs: its URL and the environment (the key) that goes with it."""
+
+    url: str
+    env: dict[str, str]
+
+    def api(self) -> RemoteApi:
+        """The same remote as the Python ``Remote`` interface, for setting up and checking."""
+        from manifest_tool.remotes import open_remote
+
+        saved = dict(os.environ)
+        os.environ.update(self.env)
+        try:
+            return open_remote(self.url, Path.cwd())
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    from serverutil import running_server
+
+    with running_server(tmp_path_factory.mktemp("srv"), users=[USER]) as server:
+        yield server.url, server.keys[USER]
+
+
+@pytest.fixture(params=["file", "http"])
+def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
+    """Each test that takes it runs twice: on the embedded store and over HTTP."""
+    if request.param == "file":
+        return Remote(f"file:{tmp_path / 'store'}", cli_env())
+    url, key = request.getfixturevalue("http_server")
+    return Remote(url, cli_env(MANIFEST_TOOL_API_KEY=key))

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import USER, Project, Result, cli_env, run_cli, tree
+from conftest import USER, Project, Remote, Result, cli_env, run_cli, tree
 from serverutil import running_server
 
 MANIFEST = """version: 1
@@ -27,26 +25,6 @@ artifacts:
         obj_path: files
       - reference: https://example.org/raw.tar.gz
 """
-
-
-@dataclass
-class Remote:
-    url: str
-    env: dict[str, str]
-
-
-@pytest.fixture(scope="module")
-def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    with running_server(tmp_path_factory.mktemp("srv"), users=[USER]) as server:
-        yield server.url, server.keys[USER]
-
-
-@pytest.fixture(params=["file", "http"])
-def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
-    if request.param == "file":
-        return Remote(f"file:{tmp_path / 'store'}", cli_env())
-    url, key = request.getfixturevalue("http_server")
-    return Remote(url, cli_env(MANIFEST_TOOL_API_KEY=key))
 
 
 @pytest.fixture

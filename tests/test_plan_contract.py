@@ -9,21 +9,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import USER, Project, Result, cli_env, run_in_process, tree
-from serverutil import running_server
+from conftest import USER, Project, Remote, Result, run_in_process, tree
 
 from manifest_tool.applylock import exclusive_apply
 from manifest_tool.errors import ConflictError, RevisionMismatch, StalePlan
 from manifest_tool.hashing import md5_bytes
 from manifest_tool.remotes import Remote as RemoteApi
-from manifest_tool.remotes import open_remote
 from manifest_tool.remotes.base import Upload
 
 
@@ -39,38 +35,6 @@ def entries(folder: str, *names: str, description: str = "d") -> str:
 
 def manifest(folder: str, *names: str, description: str = "d", extra: str = "") -> str:
     return f"version: 1\n{extra}artifacts:\n{entries(folder, *names, description=description)}"
-
-
-@dataclass
-class Remote:
-    url: str
-    env: dict[str, str]
-
-    def api(self) -> RemoteApi:
-        key = self.env.get("MANIFEST_TOOL_API_KEY")
-        old = os.environ.get("MANIFEST_TOOL_API_KEY")
-        os.environ["MANIFEST_TOOL_USER"] = USER
-        if key:
-            os.environ["MANIFEST_TOOL_API_KEY"] = key
-        try:
-            return open_remote(self.url, Path.cwd())
-        finally:
-            if old is None:
-                os.environ.pop("MANIFEST_TOOL_API_KEY", None)
-
-
-@pytest.fixture(scope="module")
-def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    with running_server(tmp_path_factory.mktemp("srv"), users=[USER]) as server:
-        yield server.url, server.keys[USER]
-
-
-@pytest.fixture(params=["file", "http"])
-def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
-    if request.param == "file":
-        return Remote(f"file:{tmp_path / 'store'}", cli_env())
-    url, key = request.getfixturevalue("http_server")
-    return Remote(url, cli_env(MANIFEST_TOOL_API_KEY=key))
 
 
 @pytest.fixture
