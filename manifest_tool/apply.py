@@ -82,7 +82,6 @@ class Applier:
         assert d is not None, "an artifact's plan carries its desired state"
         result = Applied(ap.name, ap.action, ap.path)
         if ap.action in UPLOADING:
-            self._claim_identity(d)
             result = self._publish(ap, d)
         elif ap.action == "metadata":
             result = self._metadata(ap, d)
@@ -104,6 +103,7 @@ class Applier:
     def _node(self, ap: ArtifactPlan, d: Desired) -> Node:
         """The node the plan writes: made, replaced, renamed or as it is."""
         current = self._current(ap, ap.rename_from or ap.path)
+        self._claim_identity(d)  # once the plan is known to hold, before the remote sees it
         if ap.rename_from:
             assert current is not None
             return self._update(ap, current.path, name=d.spec.name)
@@ -195,8 +195,11 @@ class Applier:
             node = self._current(ap, ap.path)
             if node is not None:
                 self.remote.delete_node(node.path)
-        for key, entry in list(self.lock.items()):
-            if key in (ap.name, ap.path) and entry.alternativeName == ap.alternative_name:
+        for key in (ap.path, ap.name):  # only the entry that records this node
+            entry = self.lock.get(key)
+            if entry is None or entry.alternativeName != ap.alternative_name:
+                continue
+            if key == ap.path or entry.remote.get("path", "") == ap.path:
                 del self.lock[key]
         self._save_lock()
         return Applied(ap.name, "delete", ap.path)
@@ -217,6 +220,7 @@ class Applier:
             self.lock.pop(d.moved_from, None)
         if d.retired is not None:  # a folder change: the old node stays an orphan
             self.lock[d.retired.remote["path"]] = d.retired
+        self.lock.pop(ap.path, None)  # this node is declared again: no longer an orphan
         self.lock[name] = entry
         self._save_lock()
 
@@ -247,6 +251,8 @@ def write_local(d: Desired, metadata: dict[str, Any]) -> None:
     """``.em/artifacts/<alt>/``: metadata.yaml and references.yaml, and never a link to
     a user's file (writing into this directory must not change a source)."""
     root = d.local_dir
+    if root.is_symlink():  # it would lead our writes elsewhere: replace it by a folder
+        root.unlink()
     root.mkdir(parents=True, exist_ok=True)
     _drop_links(root)
     write_yaml_atomic(root / "metadata.yaml", metadata)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from .errors import ManifestToolError
+from .errors import ApplyBusy
 
 GITIGNORE = "# Local state of manifest-tool; commit the lock file instead.\n*\n"
 
@@ -30,7 +30,7 @@ def exclusive_apply(em_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise ManifestToolError(
+            raise ApplyBusy(
                 f"another apply is running in {em_dir.parent} ({holder}); "
                 "wait for it to finish, then run apply again"
             ) from None

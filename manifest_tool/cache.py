@@ -17,7 +17,7 @@ import marshal
 import os
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -98,7 +98,8 @@ class HashCache:
 
     def save(self) -> None:
         if self.dirty:
-            write_atomic(self.path, marshal.dumps({"format": FORMAT, "entries": self.entries}))
+            with suppress(OSError):  # only a cache: the next plan hashes again
+                write_atomic(self.path, marshal.dumps({"format": FORMAT, "entries": self.entries}))
             self.dirty = False
 
 
@@ -210,4 +211,5 @@ def save_staged(cache_dir: Path, name: str, staged: Staged) -> None:
         "md5s": staged.md5_bytes,
         "references": [tuple(r) for r in staged.references],
     }
-    write_atomic(staged_path(cache_dir, name), marshal.dumps(data))
+    with suppress(OSError):  # only a cache: the next plan hashes again
+        write_atomic(staged_path(cache_dir, name), marshal.dumps(data))

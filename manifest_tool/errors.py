@@ -70,6 +70,10 @@ class ConflictError(ManifestToolError):
     """An artifact exists where we want to upload and the strategy says 'error'."""
 
 
+class ApplyBusy(ManifestToolError):
+    """Another apply holds this manifest directory."""
+
+
 class StalePlan(ManifestToolError):
     """A saved plan no longer matches the manifest, local files or remote."""
 

@@ -24,10 +24,20 @@ def check_artifact_name(name: str) -> str:
     return name
 
 
+# An alternative name names a local directory and a node: one plain path segment.
+ALT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+
+
+def valid_alternative_name(alt: object) -> bool:
+    return isinstance(alt, str) and ALT_RE.fullmatch(alt) is not None
+
+
 def check_alternative_name(alt: str) -> str:
     """An alternative name names the local directory: it must be one safe segment."""
-    if not isinstance(alt, str) or alt in ("", ".", "..") or any(c in alt for c in "/\\\0"):
-        raise InvalidInput(f"invalid alternativeName {alt!r}: it must be a plain directory name")
+    if not valid_alternative_name(alt):
+        raise InvalidInput(
+            f"invalid alternativeName {alt!r}: it must be a plain name of A-Z a-z 0-9 _ . -"
+        )
     return alt
 
 

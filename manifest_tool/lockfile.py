@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import ManifestToolError
+from .identity import valid_alternative_name
 from .localdir import write_atomic
 
 HEADER = b"# Written by manifest-tool apply. Commit it: it keeps artifact identities stable.\n"
@@ -38,7 +39,7 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         entries = data.get("artifacts") or {}
         return {str(name): _entry(value) for name, value in entries.items()}
-    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError) as err:
+    except (OSError, ValueError, yaml.YAMLError, AttributeError, KeyError, TypeError) as err:
         raise ManifestToolError(
             f"{path}: the lock file is unreadable ({err.__class__.__name__}); "
             "restore it from version control or delete it to start new identities"
@@ -46,8 +47,11 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
 
 
 def _entry(value: dict[str, Any]) -> LockEntry:
+    alt = value["alternativeName"]
+    if not valid_alternative_name(alt):  # it names a directory: never a path
+        raise ValueError(f"invalid alternativeName {alt!r}")
     return LockEntry(
-        alternativeName=str(value["alternativeName"]),
+        alternativeName=str(alt),
         createdTimestamp=str(value["createdTimestamp"]),
         contentDigest=str(value.get("contentDigest") or ""),
         remote={str(k): str(v) for k, v in (value.get("remote") or {}).items()},

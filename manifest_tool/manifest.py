@@ -61,7 +61,7 @@ def _schema_problems(path: Path, data: Any, problems: _Problems, failed: set[Jso
     try:
         if marker.read_text() == fingerprint:
             return
-    except OSError:
+    except (OSError, ValueError):  # absent or damaged: validate
         pass
     from .schema_messages import schema_messages
 

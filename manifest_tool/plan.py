@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import ManifestToolError, StalePlan
+from .identity import valid_alternative_name
 from .lockfile import LockEntry
 from .model import ArtifactSpec, LocalFile, Reference
 
@@ -165,7 +166,14 @@ class Plan:
 def save_plan(plan: Plan, path: Path) -> None:
     from .localdir import write_atomic
 
-    write_atomic(path, json.dumps(plan.to_json(), indent=1).encode())
+    if not path.parent.is_dir():
+        raise ManifestToolError(f"cannot save the plan to {path}: no folder {path.parent}")
+    try:
+        write_atomic(path, json.dumps(plan.to_json(), indent=1).encode())
+    except OSError as err:
+        raise ManifestToolError(
+            f"cannot save the plan to {path}: {err.strerror or err}; choose another --out"
+        ) from None
 
 
 def read_saved(path: Path) -> dict[str, Any]:
@@ -175,7 +183,31 @@ def read_saved(path: Path) -> dict[str, Any]:
         raise ManifestToolError(f"{path}: cannot read the saved plan ({err})") from None
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
         raise ManifestToolError(f"{path}: not a plan saved by this 'manifest-tool plan --out'")
+    problem = _shape_problem(data)
+    if problem:
+        raise ManifestToolError(
+            f"{path}: a damaged plan ({problem}); run 'manifest-tool plan' again"
+        )
     return data
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    """What a saved plan lacks for apply to trust its fields, or None."""
+    if not isinstance(data.get("remote"), str) or not isinstance(data.get("prune", False), bool):
+        return "remote or prune"
+    targets = data.get("targets", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        return "targets"
+    artifacts = data.get("artifacts")
+    if not isinstance(artifacts, list):
+        return "artifacts"
+    for a in artifacts:
+        if not isinstance(a, dict) or not isinstance(a.get("name"), str):
+            return "an artifact without a name"
+        alt, created = a.get("alternativeName"), a.get("createdTimestamp")
+        if not isinstance(created, str) or (created and not valid_alternative_name(alt)):
+            return f"artifact {a['name']!r}: identity"
+    return None
 
 
 def saved_identities(saved: dict[str, Any]) -> dict[str, tuple[str, str]]:

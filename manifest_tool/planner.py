@@ -18,12 +18,13 @@ from typing import Any, NamedTuple
 
 from .cache import HashCache, Staged, StatRow
 from .hashing import content_digest, md5_file
+from .identity import valid_alternative_name
 from .lockfile import LockEntry
 from .model import ArtifactSpec, Expansion, Reference
 from .paths import RESERVED_ROOT_NAMES
 from .plan import ArtifactPlan, Desired, HashedFile
 from .publish import check_conflict, sibling_refusal
-from .remotes.base import ARTIFACT, Node, ObjectInfo, Remote, absolute_folder
+from .remotes.base import ARTIFACT, FOLDER, Node, ObjectInfo, Remote, absolute_folder
 
 Identity = tuple[str, str]  # alternativeName, createdTimestamp
 Read = tuple[str, str]  # (kind, path): kind is "node", "listing" or "created"
@@ -55,7 +56,7 @@ def choose_identity(
     spec: ArtifactSpec,
     lock: LockEntry | None,
     chosen: Identity | None,
-    mint: Callable[[str], Identity],
+    mint: Callable[[str, str | None], Identity],
 ) -> Identity:
     """Pinned name > the lock's > one chosen earlier (a saved or earlier plan) > mint.
 
@@ -67,10 +68,10 @@ def choose_identity(
             return spec.alternative_name, lock.createdTimestamp
         if chosen and chosen[0] == spec.alternative_name:
             return chosen
-        return spec.alternative_name, mint(spec.name)[1]
+        return mint(spec.name, spec.alternative_name)
     if lock is not None:
         return lock.alternativeName, lock.createdTimestamp
-    return chosen or mint(spec.name)
+    return chosen or mint(spec.name, None)
 
 
 # -- the local half ---------------------------------------------------------------------
@@ -181,11 +182,19 @@ def _decide(desired: Desired, reads: Reads, user: str) -> ArtifactPlan:
         return renamed or _create(desired, reads, user, path)
     extra = node.extra_dict
     pin = spec.alternative_name
-    adoptable = node.type == ARTIFACT and (not pin or extra.get("alternativeName") == pin)
+    other = extra.get("alternativeName")
+    adoptable = (
+        node.type == ARTIFACT
+        and valid_alternative_name(other)  # it becomes our local directory's name
+        and (not pin or other == pin)
+    )
     if extra.get("contentDigest") == desired.digest and adoptable:
         return _same_content(desired, reads, node)
     if node.type == ARTIFACT and extra.get("alternativeName") == desired.alternative_name:
         return _update(desired, reads, node, "update")
+    blocked = _blocked_rename(desired, reads, node)
+    if blocked:
+        return blocked
     return _conflict(desired, reads, node, str(extra.get("alternativeName") or "?"))
 
 
@@ -215,8 +224,28 @@ def _rename(desired: Desired, reads: Reads) -> ArtifactPlan | None:
     return replace(plan, path=f"{desired.folder}/{desired.spec.name}", rename_from=old)
 
 
+def _blocked_rename(desired: Desired, reads: Reads, node: Node) -> ArtifactPlan | None:
+    """``moved`` onto a name someone else holds: the old node would be lost track of."""
+    old = desired.previous_path
+    if not old:
+        return None
+    prev: Node | None = _get(reads, "node", old)
+    if prev is None or prev.extra_dict.get("alternativeName") != desired.alternative_name:
+        return None
+    return _plan(
+        desired, node.path, "error", seen=seen_of(node), refusal="conflict",
+        message=f"cannot rename {old} to {node.path}: {node.path} holds another node",
+        hint="remove that node, or move to another name",
+    )  # fmt: skip
+
+
 def _create(desired: Desired, reads: Reads, user: str, path: str) -> ArtifactPlan:
     missing = _missing_folders(desired.folder, reads, user)
+    if isinstance(missing, str):
+        return _plan(
+            desired, path, "error", message=f"{missing} is not a Folder", refusal="folder",
+            hint=f"artifact '{desired.spec.name}' needs a folder there; choose another",
+        )  # fmt: skip
     may_make = desired.spec.make_folder or desired.folder == f"/{user}/default"
     if missing and not may_make:
         return _plan(
@@ -226,15 +255,16 @@ def _create(desired: Desired, reads: Reads, user: str, path: str) -> ArtifactPla
     return _plan(desired, path, "create", upload=_all_keys(desired), make_folders=missing)
 
 
-def _missing_folders(folder: str, reads: Reads, user: str) -> tuple[str, ...]:
-    """The folders of ``folder`` below /<user>/ that do not exist, top-down."""
+def _missing_folders(folder: str, reads: Reads, user: str) -> tuple[str, ...] | str:
+    """The folders of ``folder`` below /<user>/ that do not exist, top-down; or the
+    path of a node in the way that is not a Folder."""
     missing: list[str] = []
     path = folder
     while path.count("/") > 1:
         node: Node | None = _get(reads, "node", path)
         if node is not None:
-            if node.type != "Folder":
-                return ()  # the create will fail on it; the server says why
+            if node.type != FOLDER:
+                return path
             break
         missing.append(path)
         path = path.rpartition("/")[0]

@@ -18,7 +18,14 @@ from typing import Any
 from .apply import Applied, Applier
 from .applylock import exclusive_apply
 from .config import file_url_path, resolve_remote_url
-from .errors import InvalidInput, ManifestInvalid, ManifestToolError, RemoteError, write_log
+from .errors import (
+    ApplyBusy,
+    InvalidInput,
+    ManifestInvalid,
+    ManifestToolError,
+    RemoteError,
+    write_log,
+)
 from .lockfile import lock_path
 from .manifest import load_manifest
 from .model import Manifest
@@ -180,6 +187,9 @@ class Watcher:
             results = self._apply(plan) if plan.changes or plan.errors else []
         except RemoteError as err:
             self._close_workspace()
+            self._retry_later(order, str(err))
+            return
+        except ApplyBusy as err:  # a manual apply is running: try again after it
             self._retry_later(order, str(err))
             return
         except ManifestInvalid as err:

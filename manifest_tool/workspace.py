@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from .cache import HashCache, load_staged, save_staged
 from .config import resolve_remote_url
-from .identity import new_identity
+from .identity import new_identity, valid_alternative_name
 from .localdir import write_atomic
 from .lockfile import LockEntry, lock_path, read_lock
 from .manifest import load_manifest
@@ -66,6 +67,9 @@ def open_workspace(
     return Workspace(manifest, remote, user, lock_path(manifest.path))
 
 
+USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
 def _whoami(remote: Remote, cache: Path) -> str:
     """The remote's user, remembered per (server, key) so a no-op plan does not ask."""
     identity = getattr(remote, "identity", None)
@@ -77,7 +81,8 @@ def _whoami(remote: Remote, cache: Path) -> str:
         known = {}
     if not isinstance(known, dict):
         known = {}
-    if isinstance(known.get(identity), str):
+    cached = known.get(identity)
+    if isinstance(cached, str) and USER_RE.fullmatch(cached):  # a damaged cache is ignored
         remote.assume_user(known[identity])  # type: ignore[attr-defined]
         return str(known[identity])
     user = remote.whoami()
@@ -101,7 +106,8 @@ def make_plan(
     specs = ws.manifest.select(targets)
     expansions = expansions or expand_all(ws.manifest, specs)
     lock, hashes = ws.lock(), HashCache(ws.cache_dir / "hashes")
-    minted = MintedIdentities(ws.cache_dir / "identities.json")
+    # per manifest: two manifests in one directory may declare artifacts of one name
+    minted = MintedIdentities(ws.cache_dir / "identities" / f"{ws.manifest.path.name}.json")
     minted.forget_recorded(lock)
     chosen = {**minted.known, **(identities or {})}
     desired: dict[str, Desired] = {}
@@ -113,10 +119,28 @@ def make_plan(
         replace(ap, lock_change=lock_change(ap, lock))
         for ap in plan_artifacts(ws.remote, desired, ws.user)
     ]
+    plans = refuse_nested(plans)
     if not targets:
-        plans += [plan_orphan(ws.remote, o, prune) for o in orphans(ws, lock, desired)]
+        used = {p for ap in plans for p in (ap.path, ap.rename_from)}
+        left = [o for o in orphans(ws, lock, desired) if o.path not in used]
+        plans += [plan_orphan(ws.remote, o, prune) for o in left]
     warnings = tuple(w for e in expansions.values() for w in e.warnings)
     return Plan(ws.manifest.path, ws.remote.url, tuple(plans), warnings, prune, targets)
+
+
+def refuse_nested(plans: list[ArtifactPlan]) -> list[ArtifactPlan]:
+    """An artifact whose folder is (below) another artifact of the same plan cannot be
+    made: the server refuses a node below an Artifact. Say so in the plan."""
+    nodes = {ap.path: ap.name for ap in plans if ap.action not in ("error", "skip")}
+    out = []
+    for ap in plans:
+        above = next((p for p in nodes if ap.folder == p or ap.folder.startswith(p + "/")), None)
+        if above is not None and ap.action != "error":
+            message = f"its folder {ap.folder} is (below) artifact '{nodes[above]}' at {above}"
+            ap = replace(ap, action="error", message=message, refusal="folder",
+                         hint="choose another folder")  # fmt: skip
+        out.append(ap)
+    return out
 
 
 def _desired(
@@ -205,10 +229,16 @@ class MintedIdentities:
         self.dirty = False
         with suppress(OSError, ValueError, TypeError, AttributeError, KeyError, IndexError):
             data = json.loads(path.read_text())  # only a cache: anything odd is ignored
-            self.known = {str(k): (str(v[0]), str(v[1])) for k, v in data.items()}
+            self.known = {
+                str(k): (str(v[0]), str(v[1]))
+                for k, v in data.items()
+                if valid_alternative_name(v[0])
+            }
 
-    def mint(self, name: str) -> Identity:
+    def mint(self, name: str, pinned: str | None = None) -> Identity:
+        """A new identity (a pinned name gets only a new timestamp), remembered."""
         created, alt = new_identity(name)
+        alt = pinned or alt
         self.known[name] = (alt, created)
         self.dirty = True
         return alt, created

@@ -149,9 +149,9 @@ def test_references_count_in_the_digest(tmp_path: Path) -> None:
 def test_choose_identity_order() -> None:
     minted: list[str] = []
 
-    def mint(name: str) -> tuple[str, str]:
+    def mint(name: str, pinned: str | None) -> tuple[str, str]:
         minted.append(name)
-        return f"{name}_new", "now"
+        return pinned or f"{name}_new", "now"
 
     spec = ArtifactSpec(name="ds")
     lock = LockEntry("ds_lock", "then")
