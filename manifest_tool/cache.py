@@ -2,10 +2,10 @@
 
 Two small files under ``.em/cache/``, both plain caches: losing or corrupting one
 only costs a re-hash, never a wrong answer, because every entry is keyed by the
-file's (size, mtime_ns, inode).
-- ``hashes``: source path -> (size, mtime_ns, inode, md5), shared by all artifacts.
+file's (size, ctime_ns, inode).
+- ``hashes``: source path -> (size, ctime_ns, inode, md5), shared by all artifacts.
 - ``staged/<artifact>``: what apply last put in the artifact's local directory:
-  the alternative name, the content digest, and key -> (source, size, mtime_ns,
+  the alternative name, the content digest, and key -> (source, size, ctime_ns,
   inode, md5) sorted by key. When a fresh walk yields the same tuple list, the
   artifact is unchanged and nothing is hashed or even looked up.
 """
@@ -25,8 +25,8 @@ from typing import Any
 
 from .localdir import write_atomic
 
-Stat = tuple[int, int, int]  # size, mtime_ns, inode
-FORMAT = 2
+Stat = tuple[int, int, int]  # size, ctime_ns, inode
+FORMAT = 3  # 3: rows keyed by ctime, not mtime
 
 
 @contextmanager
@@ -44,9 +44,9 @@ def gc_paused() -> Iterator[None]:
 def _load(path: Path) -> tuple[Any, int]:
     """The cache's data and its file's mtime_ns (None, 0 when absent or unusable).
 
-    The mtime guards against "racily clean" entries, as git's index does: a file
-    whose mtime is not older than the cache may have changed again within the same
-    clock tick without changing its stat, so such entries are not trusted.
+    The cache file's mtime guards against "racily clean" entries, as git's index
+    does: a file whose ctime is not older than the cache may have changed again within
+    the same clock tick without changing its stat, so such entries are not trusted.
     """
     try:
         with open(path, "rb") as fh, gc_paused():
@@ -103,7 +103,7 @@ class HashCache:
             self.dirty = False
 
 
-StatRow = tuple[str, str, int, int, int]  # key, source, size, mtime_ns, inode
+StatRow = tuple[str, str, int, int, int]  # key, source, size, ctime_ns, inode
 SEP = "\0"  # cannot occur in a path
 
 

@@ -36,6 +36,7 @@ def fetch_all(
     already there, byte for byte)."""
     targets = [(o, dest / check_key(o.path, what="remote object key", allow_reserved=True))
                for o in objects]  # fmt: skip
+    _refuse_nesting(node_path, [o.path for o in objects])
     todo = [(o, path) for o, path in targets if not _holds(path, o)]
     if not force:
         _refuse_overwrites(node_path, todo)
@@ -44,12 +45,30 @@ def fetch_all(
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
     try:
-        jobs = [(o, path, staging / str(i)) for i, (o, path) in enumerate(todo)]
+        jobs = [(o, staging / str(i)) for i, (o, _) in enumerate(todo)]
         with ThreadPoolExecutor(WORKERS) as pool:
             list(pool.map(lambda job: _fetch(remote, node_path, *job), jobs))
+        # every object is here and verified: only now does anything in dest change
+        for (_, path), (_, part) in zip(todo, jobs, strict=True):
+            _make_room(path)
+            os.replace(part, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return len(todo)
+
+
+def _refuse_nesting(node_path: str, keys: Sequence[str]) -> None:
+    """Objects 'x' and 'x/y' cannot both be files in a directory: refuse, never drop one."""
+    present = set(keys)
+    for key in keys:
+        cut = key.rfind("/")
+        while cut > 0:
+            if key[:cut] in present:
+                raise ManifestToolError(
+                    f"{node_path} holds both '{key[:cut]}' and '{key}', which no directory "
+                    "can hold at once: nothing was written"
+                )
+            cut = key.rfind("/", 0, cut)
 
 
 def _holds(path: Path, obj: ObjectInfo) -> bool:
@@ -76,7 +95,7 @@ def _file_above(path: Path) -> bool:
     return any(p.is_file() for p in path.parents)
 
 
-def _fetch(remote: Remote, node_path: str, obj: ObjectInfo, dest: Path, part: Path) -> None:
+def _fetch(remote: Remote, node_path: str, obj: ObjectInfo, part: Path) -> None:
     remote.get_object(node_path, obj.path, part)
     got = md5_file(part)
     if got != obj.checksum or part.stat().st_size != obj.size_bytes:
@@ -84,8 +103,6 @@ def _fetch(remote: Remote, node_path: str, obj: ObjectInfo, dest: Path, part: Pa
             f"object {obj.path!r} of {node_path} is corrupt: md5 {got}, expected "
             f"{obj.checksum} (nothing was written; ask the server's admin to check its storage)"
         )
-    _make_room(dest)
-    os.replace(part, dest)
 
 
 def _make_room(dest: Path) -> None:

@@ -79,7 +79,9 @@ class LocalFile(NamedTuple):
     key: str  # object path inside the artifact
     source: str  # absolute path of the file to read
     size: int
-    mtime_ns: int
+    # st_ctime_ns, not the mtime: a tool that keeps the mtime (cp -p, touch -r, tar)
+    # while changing the bytes still moves the ctime, and ctime >= mtime otherwise
+    changed_ns: int
     inode: int
 
 

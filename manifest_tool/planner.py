@@ -1,7 +1,7 @@
 """The planner: manifest + local files + lock + remote -> Plan. It writes no remote.
 
 Two halves. ``desired_state`` hashes what the manifest declares (only files whose
-(size, mtime_ns, inode) it has not seen). ``decide`` is pure: given what was read
+(size, ctime, inode) it has not seen). ``decide`` is pure: given what was read
 from the remote, as a mapping from (kind, path) to the answer, it returns the
 artifact's plan, or the one read it still needs. ``plan_one`` makes those reads,
 so the remote is read lazily (one ``nodes/info`` for an unchanged artifact, an
@@ -127,7 +127,7 @@ def _hash_files(
     buf = bytearray(1024 * 1024)
     out = []
     for f in expansion.files:
-        stat = (f.size, f.mtime_ns, f.inode)
+        stat = (f.size, f.changed_ns, f.inode)
         md5 = known.get(f) or hashes.get(f.source, stat)
         if md5 is None:
             md5 = md5_file(f.source, buf)

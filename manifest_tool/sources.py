@@ -142,6 +142,7 @@ class _Expander:
                 handlers[obj.kind](index, obj)
             except InvalidInput as err:
                 self._problem(obj, str(err))
+        self._check_nesting()
         if self.problems:
             return self.problems
         self.files.sort(key=_KEY)
@@ -151,6 +152,24 @@ class _Expander:
             references=tuple(self.refs),
             warnings=tuple(self.warnings),
         )
+
+    def _check_nesting(self) -> None:
+        """An object path cannot be a file and a folder at once ('x' and 'x/y'): no
+        directory could hold both, so a pull would lose one of them."""
+        owner, found = self.owner, 0
+        for key, index in owner.items():
+            cut = key.rfind("/")
+            while cut > 0 and key[:cut] not in owner:
+                cut = key.rfind("/", 0, cut)
+            if cut > 0:
+                self._problem(
+                    self.spec.objects[index],
+                    f"object path '{key}' is below '{key[:cut]}', which is a file of this "
+                    "artifact (give one of them another obj_path)",
+                )
+                found += 1
+                if found == _MAX_CLASHES:
+                    return
 
     def _problem(self, obj: ObjectSpec, message: str) -> None:
         self.problems.append(f"{self.shown}:{obj.line}: artifact '{self.spec.name}': {message}")
@@ -190,7 +209,7 @@ class _Expander:
         if not os.access(path, os.R_OK):
             return self._problem(obj, f"{what} is not readable (check its permissions)")
         if not self._outside(obj, path):
-            item = LocalFile(key, path, st.st_size, st.st_mtime_ns, st.st_ino)
+            item = LocalFile(key, path, st.st_size, st.st_ctime_ns, st.st_ino)
             self._add_files(index, obj, [item])
         return None
 
@@ -250,7 +269,7 @@ class _Expander:
         if not (prefix or cut):
             return kept
         return [
-            LocalFile(prefix + f.key[cut:], f.source, f.size, f.mtime_ns, f.inode) for f in kept
+            LocalFile(prefix + f.key[cut:], f.source, f.size, f.changed_ns, f.inode) for f in kept
         ]
 
     def _reference(self, index: int, obj: ObjectSpec) -> None:

@@ -65,7 +65,7 @@ class Walker:
                         st = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue  # deleted since the directory was read: not declared
-                    row = (rel + name, entry.path, st.st_size, st.st_mtime_ns, st.st_ino)
+                    row = (rel + name, entry.path, st.st_size, st.st_ctime_ns, st.st_ino)
                     add(new(LocalFile, row))
                 elif entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, f"{rel}{name}/", f"{real}/{name}", link_parents))
@@ -109,7 +109,7 @@ class Walker:
             else:
                 stack.append((entry.path, rel + "/", target, parents))
         elif stat.S_ISREG(st.st_mode):
-            found.append(LocalFile(rel, entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
+            found.append(LocalFile(rel, entry.path, st.st_size, st.st_ctime_ns, st.st_ino))
         else:
             self.warnings.append(f"skipped '{shown}': not a file")
 

@@ -46,7 +46,7 @@ def expansion(root: Path, files: dict[str, bytes], refs: dict[str, str] | None =
         if not path.exists() or path.read_bytes() != data:
             path.write_bytes(data)
         st = path.stat()
-        out.append(LocalFile(key, str(path), st.st_size, st.st_mtime_ns, st.st_ino))
+        out.append(LocalFile(key, str(path), st.st_size, st.st_ctime_ns, st.st_ino))
     references = tuple(Reference(k, u) for k, u in sorted((refs or {}).items()))
     return Expansion(tuple(out), references)
 

@@ -69,7 +69,7 @@ def test_file(root: Path) -> None:
     assert f.source == str(root / "data/train.csv")
     assert os.path.isabs(f.source)
     st_ = os.stat(root / "data/train.csv")
-    assert (f.size, f.mtime_ns, f.inode) == (3, st_.st_mtime_ns, st_.st_ino)
+    assert (f.size, f.changed_ns, f.inode) == (3, st_.st_ctime_ns, st_.st_ino)
     assert exp.references == () and exp.warnings == ()
 
 
