@@ -46,6 +46,7 @@ RETRIES = 4
 BACKOFF_S = 0.25
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 MISSING_RE = re.compile(r"\[([^\[\]]*)\]\s*$")
+FULL = 507  # a full disk stays full: reported at once, not retried like other 5xx
 
 
 class _Transient(Exception):
@@ -99,7 +100,7 @@ class HttpRemote:
 
         def attempt() -> requests.Response:
             resp = self.session.request(method, self.url + path, allow_redirects=False, **kwargs)
-            if resp.status_code == 429 or resp.status_code >= 500:
+            if resp.status_code == 429 or (resp.status_code >= 500 and resp.status_code != FULL):
                 raise _Transient(resp)
             return resp
 
@@ -353,7 +354,11 @@ def map_error(resp: requests.Response, url: str, what: str, user: str | None) ->
         return ChecksumMismatch(f"{message} ({what} on {url})")
     if status == 400:
         return InvalidInput(f"{url} refused {what}: {message}")
-    if status == 429 or status >= 500:
+    if status == FULL:
+        return RemoteError(f"{url} could not store while {what}: {message}")
+    if status == 429:
+        return RemoteError(f"{url} refused {what}: {message}")
+    if status >= 500:
         return RemoteError(
             f"cannot reach {url}: it answered {status} while {what} "
             "(is the server running? check --remote)"

@@ -9,10 +9,19 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import InvalidInput
 from ..remotes.base import ARTIFACT, FOLDER
-from .context import context, field, int_query, pagination, query, read_json, run, user_of
+from .context import (
+    context,
+    field,
+    int_query,
+    page_size,
+    pagination,
+    query,
+    read_json,
+    run,
+    user_of,
+)
 
 TYPES_BY_STORAGE = {0: FOLDER, 2: ARTIFACT}
-MAX_PAGE = 10000
 
 
 async def list_nodes(request: Request) -> Response:
@@ -20,7 +29,7 @@ async def list_nodes(request: Request) -> Response:
     parent = query(request, "parent")
     kind = request.query_params.get("type") or None
     page = int_query(request, "page", 1, 1 << 30)
-    size = int_query(request, "size", 1000, MAX_PAGE)
+    size = page_size(request)
     nodes, total = await run(context(request).store.list_nodes, user, parent, kind, page, size)
     body = {"data": [n.to_api() for n in nodes], "pagination": pagination(page, size, total)}
     return JSONResponse(body)
