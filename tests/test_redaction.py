@@ -45,11 +45,14 @@ def queries(key: str, wrong: str) -> list[str]:
 def test_keys_are_redacted_by_decoded_name_everywhere(tmp_path: Path) -> None:
     with running_server(tmp_path, users=["alice"]) as srv:
         key, wrong = srv.keys["alice"], str(uuid.uuid4())
+        get(srv.url, "/x%0a127.0.0.1%20%22GET%20/forged%22%20200")
         answers = [get(srv.url, target) for target in queries(key, wrong)]
+        srv.stop()  # every line written
         logs = srv.logs()
     statuses = [status for status, _ in answers]
     assert statuses[:2] == [200, 200] and 404 in statuses and 400 in statuses, statuses
     assert logs.count("=***") >= len(answers)  # the access log ran, masking
+    assert not [line for line in logs.splitlines() if "GET /forged" in line.split("\\x0a")[0]]
     written = [logs, *(body for _, body in answers)]
     for text in written:
         plain = unquote_plus(text).lower()

@@ -4,6 +4,7 @@ and error bodies that never echo one back (a key pasted into a path, say)."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from starlette.datastructures import MutableHeaders
@@ -13,6 +14,7 @@ from .redact import redact_query, scrub, secrets_of
 
 log = logging.getLogger("manifest_tool.access")
 ERROR_BODY_LIMIT = 64 * 1024  # error bodies are short; a longer one is passed on as is
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")  # a decoded path may hold "\n": no forged lines
 
 
 class AccessLog:
@@ -37,6 +39,7 @@ class AccessLog:
     def _line(scope: Scope, status: int, elapsed: float, secrets: frozenset[str]) -> None:
         query = redact_query(scope.get("query_string", b"").decode("latin-1"), secrets)
         target = scrub(scope.get("path", "") + (f"?{query}" if query else ""), secrets)
+        target = CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", target)
         client = (scope.get("client") or ("-", 0))[0]
         log.info('%s "%s %s" %d %.3fs', client, scope.get("method"), target, status, elapsed)
 
