@@ -3,6 +3,7 @@ never a 500, whatever the transfer encoding."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -237,3 +238,15 @@ def test_headers_that_never_end_are_dropped(srv: Server) -> None:
             sock.sendall(b"X-Slow: 1\r\n")
         assert sock.recv(4096) == b""  # closed by the server...
         assert time.monotonic() - started < 5  # ...after its header timeout
+
+
+def test_headers_over_the_limit_are_431(srv: Server) -> None:
+    parts = urlsplit(srv.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(b"GET /oauth2/userinfo HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        with contextlib.suppress(OSError):  # the server answers and closes mid-way
+            for _ in range(64):
+                sock.sendall(b"a" * 16384)
+        answer = b"".join(iter(lambda: sock.recv(4096), b"")).decode()
+    assert answer.startswith("HTTP/1.1 431") and "65536" in answer, answer
+    assert call(srv, "GET", "/oauth2/userinfo").status_code == 200
