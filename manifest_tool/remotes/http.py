@@ -40,6 +40,7 @@ BLOCK = 1024 * 1024  # download write size
 MiB = 1024 * 1024
 MULTIPART_ABOVE = 100 * MiB
 PAGE = 1000
+DELETE_BATCH = 1000
 TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
 FINISH_TIMEOUT = (10.0, 900.0)  # the server re-reads and hashes every part
 RETRIES = 4
@@ -293,8 +294,11 @@ class HttpRemote:
             ) from None
 
     def delete_objects(self, node_path: str, keys: Iterable[str]) -> None:
-        body = {"node": node_path, "paths": list(keys)}
-        self._call("POST", "/apis/v1/objects/delete", f"deleting objects of {node_path}", json=body)
+        keys = list(keys)
+        for start in range(0, len(keys), DELETE_BATCH):  # servers cap keys per request
+            body = {"node": node_path, "paths": keys[start : start + DELETE_BATCH]}
+            what = f"deleting objects of {node_path}"
+            self._call("POST", "/apis/v1/objects/delete", what, json=body)
 
     def close(self) -> None:
         self.session.close()
