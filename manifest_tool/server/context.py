@@ -66,8 +66,9 @@ async def user_of(request: Request) -> str:
     key = api_key(request)
     if key is None:
         raise NoApiKey("no api key: send 'Authorization: Bearer KEY' or '?apikey=KEY'")
-    ctx, address = context(request), request.client.host if request.client else "-"
-    ctx.auth.check(address)
+    ctx = context(request)
+    address = request.client.host if request.client else "-"
+    ctx.auth.check(address)  # before the lookup: a blocked address learns nothing
     user = await run(user_for_key, ctx.store.db, key)
     if user is None:
         ctx.auth.failed(address)
