@@ -45,7 +45,7 @@ class Server:
 
 def add_user(data: Path, name: str) -> str:
     out = subprocess.run(
-        [*CLI, "user", "add", name, "--data", str(data)],
+        [*CLI, "user", "add", name, "--data", str(data), "--init"],
         check=True,
         capture_output=True,
         text=True,

@@ -179,6 +179,15 @@ def test_large_object_and_paging(remote: Remote, folder: str, tmp_path: Path) ->
     assert len(remote.list_objects(art)) == 1002
 
 
+def test_deleting_more_keys_than_a_server_takes_at_once(remote: Remote, folder: str) -> None:
+    remote.create_node(folder, "many", ARTIFACT)
+    art = f"{folder}/many"
+    upload_all(remote, art, [up("a", b"a"), up("z", b"z"), up("keep", b"k")], workers=2)
+    keys = ["a", *(f"absent/{i}" for i in range(10_500)), "z"]  # the server caps at 10,000
+    remote.delete_objects(art, keys)
+    assert [o.path for o in remote.list_objects(art)] == ["keep"]
+
+
 def test_list_nodes_pages(remote: Remote, folder: str) -> None:
     for i in range(1001):
         remote.create_node(folder, f"n{i:04d}", FOLDER)

@@ -123,6 +123,14 @@ def test_user_root_cannot_be_deleted(store: Store) -> None:
         store.delete_node(A, f"/{A}")
 
 
+def test_user_root_cannot_be_renamed(store: Store) -> None:
+    store.create_node(A, f"/{A}", "f")
+    with pytest.raises(PermissionDenied):
+        store.update_node(A, f"/{A}", {"name": "erin"})
+    assert store.node_info(A, f"/{A}/f").path == f"/{A}/f"
+    assert store.update_node(A, f"/{A}", {"description": "mine"}).path == f"/{A}"
+
+
 @pytest.mark.parametrize(
     "path", ["/alice/../bob", "/alice/a/..", "/alice//a", "/alice/./a", "alice/a", "/", ""]
 )

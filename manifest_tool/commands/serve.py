@@ -6,9 +6,11 @@ the server runs and take effect on its next request.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,18 +23,44 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from ..remotes.store import Store
+    from ..server import Limits
 
 DATA = click.option(
     "--data",
     "data",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory holding the store (created if missing).",
+    help="Directory holding the store (see --init).",
 )
+INIT = click.option(
+    "--init", is_flag=True, help="Create the store in --data if it is not one yet."
+)
+STORE_FILE = "store.sqlite"
 
 
-def _run_uvicorn(app: ASGIApp, host: str, port: int, data: Path) -> None:
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that a busy port is one clear line
+    (uvicorn would log its own text and exit from inside its loop)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise ManifestToolError(f"port {port} on {host} is in use") from None
+        raise ManifestToolError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    sock.listen(2048)
+    return sock
+
+
+def _run_uvicorn(app: ASGIApp, host: str, port: int, data: Path, limits: Limits) -> None:
     import uvicorn  # only here: no other command needs it
+
+    from ..server.protocol import protocol_class
+
+    sock = _listen(host, port)
 
     class ReadyServer(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -47,7 +75,7 @@ def _run_uvicorn(app: ASGIApp, host: str, port: int, data: Path) -> None:
         host=host,
         port=port,
         loop="auto",
-        http="auto",
+        http=protocol_class(limits.header_timeout_s),
         lifespan="off",
         access_log=False,
         log_config=None,
@@ -57,13 +85,11 @@ def _run_uvicorn(app: ASGIApp, host: str, port: int, data: Path) -> None:
     )
     server = ReadyServer(config)
     try:
-        server.run()  # uvicorn turns SIGINT/SIGTERM into a graceful shutdown...
+        server.run([sock])  # uvicorn turns SIGINT/SIGTERM into a graceful shutdown...
     except KeyboardInterrupt:
         return  # ...then re-raises the signal: Ctrl-C on a server is a normal stop
     if not server.started:
-        raise ManifestToolError(
-            f"cannot listen on {host}:{port} (is the port in use? try another --port)"
-        )
+        raise ManifestToolError(f"the server on {host}:{port} did not start (see above)")
 
 
 @click.command()
@@ -72,15 +98,43 @@ def _run_uvicorn(app: ASGIApp, host: str, port: int, data: Path) -> None:
 @click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free).")
 @click.option("--prefix", default="", help="Mount the API below this path, e.g. /aistore.")
 @click.option("--max-body-mb", type=click.IntRange(min=1), help="Largest object or part, MiB.")
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a request body may send nothing before it is dropped (408).",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a request's headers.",
+)
+@INIT
 @handle_errors
-def serve(data: Path, host: str, port: int, prefix: str, max_body_mb: int | None) -> None:
+def serve(
+    data: Path,
+    host: str,
+    port: int,
+    prefix: str,
+    max_body_mb: int | None,
+    body_timeout: float,
+    header_timeout: float,
+    init: bool,
+) -> None:
     """Serve the AIStore node/object API over the store in --data."""
-    from ..server import DEFAULT_MAX_BODY, create_app
+    from ..server import Limits, create_app
+
+    _check_store(data, init)
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     logging.getLogger("manifest_tool.access").setLevel(logging.INFO)
-    limit = max_body_mb * 1024 * 1024 if max_body_mb else DEFAULT_MAX_BODY
-    _run_uvicorn(create_app(data, prefix, limit), host, port, data)
+    limits = Limits(body_idle_s=body_timeout, header_timeout_s=header_timeout)
+    if max_body_mb:
+        limits = replace(limits, max_body=max_body_mb * 1024 * 1024)
+    _run_uvicorn(create_app(data, prefix, limits), host, port, data, limits)
 
 
 @click.group()
@@ -91,38 +145,51 @@ def user() -> None:
 @user.command("add")
 @click.argument("name")
 @DATA
+@INIT
 @handle_errors
-def user_add(name: str, data: Path) -> None:
+def user_add(name: str, data: Path, init: bool) -> None:
     """Create user NAME and print its new API key (shown only this once)."""
     from ..remotes.users import add_user
 
-    click.echo(add_user(_store(data).db, name))
+    click.echo(add_user(_store(data, init).db, name))
 
 
 @user.command("list")
 @DATA
+@INIT
 @handle_errors
-def user_list(data: Path) -> None:
+def user_list(data: Path, init: bool) -> None:
     """List the users, with when each was created."""
     from ..remotes.users import list_users
 
-    for name, created in list_users(_store(data).db):
+    for name, created in list_users(_store(data, init).db):
         click.echo(f"{name}\t{created}")
 
 
 @user.command("revoke")
 @click.argument("name")
 @DATA
+@INIT
 @handle_errors
-def user_revoke(name: str, data: Path) -> None:
+def user_revoke(name: str, data: Path, init: bool) -> None:
     """Remove user NAME: its key stops working at once (its nodes stay)."""
     from ..remotes.users import revoke_user
 
-    revoke_user(_store(data).db, name)
+    revoke_user(_store(data, init).db, name)
     click.echo(f"revoked {name}")
 
 
-def _store(data: Path) -> Store:
+def _check_store(data: Path, init: bool) -> None:
+    """A mistyped --data must not quietly become a new, empty store."""
+    if not init and not (data / STORE_FILE).is_file():
+        raise ManifestToolError(
+            f"{data} is not a manifest-tool store (no {STORE_FILE}); "
+            "pass --init to create one there"
+        )
+
+
+def _store(data: Path, init: bool) -> Store:
     from ..remotes.store import Store
 
+    _check_store(data, init)
     return Store(data)

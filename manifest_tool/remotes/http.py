@@ -41,12 +41,14 @@ BLOCK = 1024 * 1024  # download write size
 MiB = 1024 * 1024
 MULTIPART_ABOVE = 100 * MiB
 PAGE = 1000
+DELETE_BATCH = 1000
 TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
 FINISH_TIMEOUT = (10.0, 900.0)  # the server re-reads and hashes every part
 RETRIES = 4
 BACKOFF_S = 0.25
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 MISSING_RE = re.compile(r"\[([^\[\]]*)\]\s*$")
+FULL = 507  # a full disk stays full: reported at once, not retried like other 5xx
 
 
 class _Transient(Exception):
@@ -100,7 +102,7 @@ class HttpRemote:
 
         def attempt() -> requests.Response:
             resp = self.session.request(method, self.url + path, allow_redirects=False, **kwargs)
-            if resp.status_code == 429 or resp.status_code >= 500:
+            if resp.status_code == 429 or (resp.status_code >= 500 and resp.status_code != FULL):
                 raise _Transient(resp)
             return resp
 
@@ -298,8 +300,11 @@ class HttpRemote:
             ) from None
 
     def delete_objects(self, node_path: str, keys: Iterable[str]) -> None:
-        body = {"node": node_path, "paths": list(keys)}
-        self._call("POST", "/apis/v1/objects/delete", f"deleting objects of {node_path}", json=body)
+        keys = list(keys)
+        for start in range(0, len(keys), DELETE_BATCH):  # servers cap keys per request
+            body = {"node": node_path, "paths": keys[start : start + DELETE_BATCH]}
+            what = f"deleting objects of {node_path}"
+            self._call("POST", "/apis/v1/objects/delete", what, json=body)
 
     def close(self) -> None:
         self.session.close()
@@ -361,7 +366,11 @@ def map_error(resp: requests.Response, url: str, what: str, user: str | None) ->
         return ChecksumMismatch(f"{message} ({what} on {url})")
     if status == 400:
         return InvalidInput(f"{url} refused {what}: {message}")
-    if status == 429 or status >= 500:
+    if status == FULL:
+        return RemoteError(f"{url} could not store while {what}: {message}")
+    if status == 429:
+        return RemoteError(f"{url} refused {what}: {message}")
+    if status >= 500:
         return RemoteError(
             f"cannot reach {url}: it answered {status} while {what} "
             "(is the server running? check --remote)"

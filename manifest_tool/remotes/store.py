@@ -174,6 +174,9 @@ class Store:
         unknown = set(fields) - set(UPDATABLE)
         if unknown:
             raise InvalidInput(f"cannot update {sorted(unknown)} (updatable: {UPDATABLE})")
+        if path == f"/{user}" and fields.get("name", user) != user:
+            # a renamed root would become another user's (possibly lazily made) root
+            raise PermissionDenied(f"permission denied: {path} is the user's root folder")
         with self.db.write() as conn:
             row = self._row(conn, path)
             if if_revision is not None and row["revision"] != if_revision:

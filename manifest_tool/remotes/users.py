@@ -7,12 +7,16 @@ database useless for logging in; a slow password hash would buy nothing.
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import uuid
 
 from ..errors import InvalidInput
 from .db import Database
-from .store import check_name, now
+from .store import now
+
+# One spelling per user: 'Alice', ' alice' and 'alice' would be three roots.
+USER_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 def _hash(key: str) -> str:
@@ -21,7 +25,11 @@ def _hash(key: str) -> str:
 
 def add_user(db: Database, name: str) -> str:
     """Create ``name`` with a new key and return the key (shown once, never stored)."""
-    check_name(name)
+    if not USER_NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"invalid user name {name!r}: use 1-64 lowercase letters, digits, '-' or '_',"
+            " starting with a letter or digit"
+        )
     key = str(uuid.uuid4())
     try:
         with db.write() as conn:

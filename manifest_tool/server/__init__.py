@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from .app import DEFAULT_MAX_BODY, create_app
+from .app import create_app
+from .limits import Limits
 
-__all__ = ["DEFAULT_MAX_BODY", "create_app"]
+__all__ = ["Limits", "create_app"]

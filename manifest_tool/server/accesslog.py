@@ -1,4 +1,5 @@
-"""An access log that never writes an API key (uvicorn's would print ``?apikey=``)."""
+"""An access log that never writes an API key (uvicorn's would print ``?apikey=``),
+and error bodies that never echo one back (a key pasted into a path, say)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ import logging
 import re
 import time
 
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .redact import redact_query, scrub, secrets_of
+
 log = logging.getLogger("manifest_tool.access")
-APIKEY_RE = re.compile(r"(^|&)(apikey=)[^&]*", re.IGNORECASE)
-
-
-def redact(query: str) -> str:
-    return APIKEY_RE.sub(r"\1\2***", query)
+ERROR_BODY_LIMIT = 64 * 1024  # error bodies are short; a longer one is passed on as is
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")  # a decoded path may hold "\n": no forged lines
 
 
 class AccessLog:
@@ -26,23 +27,52 @@ class AccessLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status = time.perf_counter(), 0
-
-        async def send_noting_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        started, secrets = time.perf_counter(), secrets_of(scope)
+        errors = _ErrorScrubber(send, secrets)
         try:
-            await self.app(scope, receive, send_noting_status)
+            await self.app(scope, receive, errors.send)
         finally:
             if log.isEnabledFor(logging.INFO):
-                self._line(scope, status, time.perf_counter() - started)
+                self._line(scope, errors.status, time.perf_counter() - started, secrets)
 
     @staticmethod
-    def _line(scope: Scope, status: int, elapsed: float) -> None:
-        query = redact(scope.get("query_string", b"").decode("latin-1"))
-        target = scope.get("path", "") + (f"?{query}" if query else "")
+    def _line(scope: Scope, status: int, elapsed: float, secrets: frozenset[str]) -> None:
+        query = redact_query(scope.get("query_string", b"").decode("latin-1"), secrets)
+        target = scrub(scope.get("path", "") + (f"?{query}" if query else ""), secrets)
+        target = CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", target)
         client = (scope.get("client") or ("-", 0))[0]
         log.info('%s "%s %s" %d %.3fs', client, scope.get("method"), target, status, elapsed)
+
+
+class _ErrorScrubber:
+    """Passes a response on, holding back an error's body to mask the request's keys."""
+
+    def __init__(self, send: Send, secrets: frozenset[str]) -> None:
+        self._send, self._secrets = send, secrets
+        self.status = 0
+        self._start: Message | None = None
+        self._body = b""
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            if self.status >= 400 and self._secrets:
+                self._start = message
+                return
+        elif message["type"] == "http.response.body" and self._start is not None:
+            self._body += message.get("body", b"")
+            if message.get("more_body", False) and len(self._body) <= ERROR_BODY_LIMIT:
+                return
+            await self._flush(message.get("more_body", False))
+            return
+        await self._send(message)
+
+    async def _flush(self, more: bool) -> None:
+        assert self._start is not None
+        body = self._body
+        if not more:
+            body = scrub(body.decode("utf-8", "replace"), self._secrets).encode()
+            MutableHeaders(scope=self._start)["content-length"] = str(len(body))
+        await self._send(self._start)
+        await self._send({"type": "http.response.body", "body": body, "more_body": more})
+        self._start, self._body = None, b""

@@ -14,26 +14,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from ..remotes.multipart import Multipart
 from ..remotes.store import Store
 from . import multipart, nodes, objects
 from .accesslog import AccessLog
 from .context import Context, user_of
 from .errors import error_response
+from .limits import Limits
 
-DEFAULT_MAX_BODY = 5 * 1024**3
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(
-    data_dir: Path, prefix: str = "", max_body: int | None = DEFAULT_MAX_BODY
-) -> AccessLog:
+def create_app(data_dir: Path, prefix: str = "", limits: Limits | None = None) -> AccessLog:
     """The server over the store in ``data_dir``, its API mounted below ``prefix``."""
     store = Store(Path(data_dir))
     routes = _routes()
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     app = Starlette(routes=[Mount(prefix, routes=routes)] if prefix else routes)
-    app.state.ctx = Context(store, Multipart(store), max_body)
+    app.state.ctx = Context.over(store, limits or Limits())
     return AccessLog(app)
 
 

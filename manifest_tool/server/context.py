@@ -6,30 +6,39 @@ block the event loop.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
 import anyio.to_thread
+from anyio import CapacityLimiter
 from starlette.requests import Request
 
 from ..errors import InvalidInput
 from ..remotes.multipart import Multipart
 from ..remotes.store import Store
 from ..remotes.users import user_for_key
-from .errors import BodyTooLarge, NoApiKey, UnknownApiKey
+from .authlimit import AuthLimiter
+from .body import parse_json_object, read_limited
+from .errors import NoApiKey, UnknownApiKey
+from .limits import Limits
 
 T = TypeVar("T")
-JSON_LIMIT = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Context:
     store: Store
     multipart: Multipart
-    max_body: int | None
+    limits: Limits
+    auth: AuthLimiter
+    uploads: CapacityLimiter  # the threads uploads write with, apart from all others
+
+    @classmethod
+    def over(cls, store: Store, limits: Limits) -> Context:
+        auth = AuthLimiter(limits.auth_failures, limits.auth_window_s)
+        return cls(store, Multipart(store), limits, auth, CapacityLimiter(limits.upload_threads))
 
 
 def context(request: Request) -> Context:
@@ -57,8 +66,12 @@ async def user_of(request: Request) -> str:
     key = api_key(request)
     if key is None:
         raise NoApiKey("no api key: send 'Authorization: Bearer KEY' or '?apikey=KEY'")
-    user = await run(user_for_key, context(request).store.db, key)
+    ctx = context(request)
+    address = request.client.host if request.client else "-"
+    ctx.auth.check(address)  # before the lookup: a blocked address learns nothing
+    user = await run(user_for_key, ctx.store.db, key)
     if user is None:
+        ctx.auth.failed(address)
         raise UnknownApiKey("api key not found")
     return user
 
@@ -68,6 +81,10 @@ def query(request: Request, name: str) -> str:
     if not value:
         raise InvalidInput(f"missing query parameter {name!r}")
     return value
+
+
+def page_size(request: Request) -> int:
+    return int_query(request, "size", 1000, context(request).limits.page_size)
 
 
 def int_query(request: Request, name: str, default: int, high: int) -> int:
@@ -85,17 +102,8 @@ def int_query(request: Request, name: str, default: int, high: int) -> int:
 
 async def read_json(request: Request) -> dict[str, Any]:
     """A small JSON object body (node and delete calls), refused when not an object."""
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > JSON_LIMIT:
-        raise BodyTooLarge(f"JSON body larger than {JSON_LIMIT} bytes")
-    body = await request.body()
-    try:
-        data = json.loads(body or b"null")
-    except ValueError:
-        raise InvalidInput("request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("request body must be a JSON object")
-    return data
+    limits = context(request).limits
+    return parse_json_object(await read_limited(request, limits.json_body, limits.body_idle_s))
 
 
 def field(data: dict[str, Any], name: str, kind: type[T], default: T | None = None) -> T:

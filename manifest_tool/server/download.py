@@ -20,6 +20,13 @@ from .errors import RangeNotSatisfiable
 
 CHUNK = 1024 * 1024
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+BEYOND = 1 << 63  # any position of more than 18 digits lies past every object
+
+
+def _position(digits: str) -> int:
+    """A Range position; Python refuses int() of 4,300+ digits, so a long one is read
+    as "past the end" rather than parsed."""
+    return int(digits) if len(digits) <= 18 else BEYOND
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -35,12 +42,12 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:  # a suffix: the last N bytes
-        if int(last) == 0 or size == 0:
+        if _position(last) == 0 or size == 0:
             raise RangeNotSatisfiable(size)
-        return max(size - int(last), 0), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or (last and int(last) < start):
+        return max(size - _position(last), 0), size - 1
+    start = _position(first)
+    end = min(_position(last), size - 1) if last else size - 1
+    if start >= size or (last and _position(last) < start):
         raise RangeNotSatisfiable(size)
     return start, end
 

@@ -7,7 +7,9 @@ other error is JSON ``{"error": ...}``.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -30,6 +32,18 @@ class BodyTooLarge(ManifestToolError):
     """A request body over the server's limit (413)."""
 
 
+class BodyTimeout(ManifestToolError):
+    """The client stopped sending its body (408)."""
+
+
+class RateLimited(ManifestToolError):
+    """Too many failed logins from one address (429)."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"too many failed logins from this address; retry in {retry_after} s")
+
+
 class NoApiKey(AuthError):
     """The request carried no key (401)."""
 
@@ -46,8 +60,30 @@ class RangeNotSatisfiable(ManifestToolError):
         super().__init__(f"range not satisfiable: the object has {size} bytes")
 
 
+DISK_FULL = "server disk full: nothing was stored; free space on the server, then retry"
+
+
 def error_response(err: Exception) -> Response:
     """The answer for ``err``; anything unexpected is logged and becomes a 500."""
+    if isinstance(err, ManifestToolError):
+        return _known(err)
+    if _disk_full(err):
+        return _json(DISK_FULL, 507)
+    if isinstance(err, ClientDisconnect):
+        return _json("the client went away before the body was complete", 400)
+    if isinstance(err, RecursionError):  # parsers of client input, nested too deeply
+        return _json("input nested too deeply", 400)
+    if isinstance(err, UnicodeError):  # client text no file name or database can hold
+        return _json("text that cannot be stored as UTF-8 (a lone surrogate?)", 400)
+    return _unexpected(err)
+
+
+def _unexpected(err: Exception) -> Response:
+    log.error("unexpected error", exc_info=err)
+    return _json("internal server error (see the server's log)", 500)
+
+
+def _known(err: ManifestToolError) -> Response:
     if isinstance(err, NodeNotFound):
         return PlainTextResponse(str(err), 404)
     if isinstance(err, NameConflict):
@@ -64,12 +100,19 @@ def error_response(err: Exception) -> Response:
         return _json(str(err), 412)
     if isinstance(err, BodyTooLarge):
         return _json(str(err), 413)
-    if isinstance(err, ClientDisconnect):
-        return _json("the client went away before the body was complete", 400)
+    if isinstance(err, BodyTimeout):
+        return _json(str(err), 408, {"Connection": "close"})
+    if isinstance(err, RateLimited):
+        return _json(str(err), 429, {"Retry-After": str(err.retry_after)})
     if isinstance(err, ChecksumMismatch | InvalidInput):
         return _json(str(err), 400)
-    log.error("unexpected error", exc_info=err)
-    return _json("internal server error (see the server's log)", 500)
+    return _unexpected(err)
+
+
+def _disk_full(err: Exception) -> bool:
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(err, sqlite3.OperationalError) and "full" in str(err)
 
 
 def _json(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -5,15 +5,22 @@ thread parses the batches and hands the ``content`` field's bytes to the store,
 which hashes and writes them (hashing in the loop would halve throughput). Memory
 per upload stays at a few batches whatever the object's size, and nothing is
 published unless the whole field arrived and verified.
+
+A slow client must not starve anyone: the worker thread is taken only once a first
+batch is full (or the body complete), from a pool of its own (``upload_threads``),
+so a trickling body holds no thread and other calls never wait behind uploads; a
+body that sends nothing for ``body_idle_s`` is dropped with a 408.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.from_thread
+import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
@@ -21,8 +28,11 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
 from ..errors import InvalidInput
-from .context import run
+from .body import body_chunks
 from .errors import BodyTooLarge
+
+if TYPE_CHECKING:
+    from .context import Context
 
 T = TypeVar("T")
 BATCH = 1024 * 1024
@@ -116,17 +126,20 @@ def check_length(request: Request, limit: int | None) -> None:
 
 
 async def receive_content(
-    request: Request, limit: int | None, consume: Callable[[Iterator[bytes]], T]
+    request: Request, ctx: Context, consume: Callable[[Iterator[bytes]], T]
 ) -> T:
     """``consume(chunks)`` in a thread, ``chunks`` being the content field as it arrives."""
+    limit = ctx.limits.max_body
     form = ContentField(boundary_of(request), limit)
     check_length(request, limit)
     send, receive = anyio.create_memory_object_stream[Item](QUEUED_BATCHES)
     failure: Exception | None = None
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(_pump, request, send, limit)
+        tasks.start_soon(_pump, request, send, limit, ctx.limits.body_idle_s)
         try:
-            result = await run(consume, _chunks(form, receive))
+            first = await receive.receive()  # waited for here, where it costs no thread
+            chunks = _chunks(form, first, receive)
+            result = await anyio.to_thread.run_sync(partial(consume, chunks), limiter=ctx.uploads)
         except Exception as err:  # raised below, not as a task group's ExceptionGroup
             failure = err
         tasks.cancel_scope.cancel()
@@ -135,12 +148,14 @@ async def receive_content(
     return result
 
 
-async def _pump(request: Request, send: MemoryObjectSendStream[Item], limit: int | None) -> None:
+async def _pump(
+    request: Request, send: MemoryObjectSendStream[Item], limit: int | None, idle_s: float
+) -> None:
     """Receive the body into batches; a failure is passed on for the consumer to raise."""
     batch, total = bytearray(), 0
     async with send:
         try:
-            async for chunk in request.stream():
+            async for chunk in body_chunks(request, idle_s):
                 total += len(chunk)
                 if limit is not None and total > limit + FRAMING_SLACK:
                     raise BodyTooLarge(f"body over the server's limit of {limit} bytes")
@@ -156,12 +171,13 @@ async def _pump(request: Request, send: MemoryObjectSendStream[Item], limit: int
             await send.send(err)
 
 
-def _chunks(form: ContentField, receive: MemoryObjectReceiveStream[Item]) -> Iterator[bytes]:
-    while True:
-        item = anyio.from_thread.run(receive.receive)
-        if item is None:
-            break
+def _chunks(
+    form: ContentField, first: Item, receive: MemoryObjectReceiveStream[Item]
+) -> Iterator[bytes]:
+    item = first
+    while item is not None:
         if isinstance(item, Exception):
             raise item
         yield from form.feed(item)
+        item = anyio.from_thread.run(receive.receive)
     form.close()

@@ -9,9 +9,17 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import InvalidInput
 from ..remotes.base import TYPES_BY_STORAGE
-from .context import context, field, int_query, pagination, query, read_json, run, user_of
-
-MAX_PAGE = 10000
+from .context import (
+    context,
+    field,
+    int_query,
+    page_size,
+    pagination,
+    query,
+    read_json,
+    run,
+    user_of,
+)
 
 
 async def list_nodes(request: Request) -> Response:
@@ -19,7 +27,7 @@ async def list_nodes(request: Request) -> Response:
     parent = query(request, "parent")
     kind = request.query_params.get("type") or None
     page = int_query(request, "page", 1, 1 << 30)
-    size = int_query(request, "size", 1000, MAX_PAGE)
+    size = page_size(request)
     nodes, total = await run(context(request).store.list_nodes, user, parent, kind, page, size)
     body = {"data": [n.to_api() for n in nodes], "pagination": pagination(page, size, total)}
     return JSONResponse(body)

@@ -13,12 +13,21 @@ from ..paths import check_key
 from ..remotes.base import ARTIFACT, ObjectInfo
 from ..remotes.blobs import md5_from_header
 from ..remotes.store import Store
-from .context import context, field, int_query, pagination, query, read_json, run, user_of
+from .context import (
+    context,
+    field,
+    int_query,
+    page_size,
+    pagination,
+    query,
+    read_json,
+    run,
+    user_of,
+)
 from .download import object_response
 from .formdata import receive_content
 
 MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
-MAX_PAGE = 10000
 
 
 def resolve_object(store: Store, user: str, path: str) -> tuple[str, str]:
@@ -60,7 +69,7 @@ async def list_objects(request: Request) -> Response:
     user = await user_of(request)
     node = query(request, "path")
     page = int_query(request, "page", 1, 1 << 30)
-    size = int_query(request, "size", 1000, MAX_PAGE)
+    size = page_size(request)
     objects, total = await run(context(request).store.list_objects, user, node, page, size)
     body = {"data": [o.to_api() for o in objects], "pagination": pagination(page, size, total)}
     return JSONResponse(body)
@@ -73,7 +82,7 @@ async def put_object(request: Request) -> Response:
     def store(chunks: Iterator[bytes]) -> ObjectInfo:
         return ctx.store.put_object(user, node_path, key, chunks, md5)
 
-    info = await receive_content(request, ctx.max_body, store)
+    info = await receive_content(request, ctx, store)
     return JSONResponse(info.to_api())
 
 
@@ -90,5 +99,8 @@ async def delete_objects(request: Request) -> Response:
     keys = field(data, "paths", list)
     if not all(isinstance(k, str) for k in keys):
         raise InvalidInput("field 'paths' must be a list of object keys")
+    most = context(request).limits.delete_keys
+    if len(keys) > most:  # one call is one write transaction: keep it short for others
+        raise InvalidInput(f"field 'paths' lists {len(keys)} keys; at most {most} per request")
     await run(context(request).store.delete_objects, user, node, keys)
     return JSONResponse({})
