@@ -345,3 +345,28 @@ def test_watch_limit_falls_back_to_polling(tmp_path: Path, monkeypatch: Any) -> 
         assert str(tmp_path / "new.txt") in got
     finally:
         observers.close()
+
+
+def test_a_round_that_meets_a_running_apply_is_retried(mnist: Project, api_env: None) -> None:
+    """A manual apply holds the directory: the watcher says so and tries again later,
+    instead of dropping the change."""
+    from manifest_tool.applylock import exclusive_apply
+
+    events: queue.Queue[Event] = queue.Queue()
+    watcher = Watcher(WatchOptions(mnist.root / "artifacts.yaml", debounce=0.2), events.put)
+    thread = threading.Thread(target=watcher.run)
+    thread.start()
+    try:
+        assert events.get(timeout=DEADLINE_S)["event"] == "start"
+        assert events.get(timeout=DEADLINE_S)["uploaded"] == 2
+        with exclusive_apply(mnist.root / ".em"):
+            mnist.write("data/c.txt", "gamma\n")
+            busy = events.get(timeout=DEADLINE_S)
+            assert busy["event"] == "error" and "another apply is running" in busy["message"]
+            assert busy["retry_in"] > 0
+        event = events.get(timeout=DEADLINE_S)
+        assert (event["event"], event["reason"], event["uploaded"]) == ("round", "retry", 1)
+    finally:
+        watcher.stop()
+        thread.join(DEADLINE_S)
+    assert not thread.is_alive()
