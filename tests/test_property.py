@@ -116,3 +116,26 @@ def test_apply_then_plan_shows_no_changes(
             assert remote_files(ws) == declared(files)
         finally:
             ws.remote.close()
+
+
+_TEXT = st.text(min_size=0, max_size=120)
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=60),
+        st.tuples(_TEXT, _TEXT, _TEXT, st.dictionaries(st.text(max_size=20), _TEXT, max_size=4)),
+        max_size=5,
+    )
+)
+def test_the_lock_built_from_pieces_reads_back_as_written(raw: dict[str, Any]) -> None:
+    from dataclasses import asdict
+
+    import yaml
+
+    from manifest_tool.lockfile import LockEntry, lock_text
+
+    entries = {name: LockEntry(a, c, d, r) for name, (a, c, d, r) in raw.items()}
+    data = yaml.safe_load(lock_text(entries))
+    assert data["version"] == 1
+    assert data["artifacts"] == {n: asdict(e) for n, e in entries.items()}
