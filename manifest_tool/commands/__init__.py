@@ -17,4 +17,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schema": ("validate_cmd", "schema_command"),
     "serve": ("serve", "serve"),
     "user": ("serve", "user"),
+    "login": ("login_cmd", "login_command"),
+    "logout": ("login_cmd", "logout_command"),
 }
