@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .errors import ChecksumMismatch, InvalidInput, RemoteError
+from .errors import ChecksumMismatch, InvalidInput, RemoteError, write_error
 from .hashing import content_digest, md5_bytes, md5_file
 from .localdir import dump_yaml
 from .paths import check_key
@@ -125,27 +127,50 @@ def pull_into(remote: Remote, path: str, dest: Path) -> tuple[int, int]:
     """Download the artifact at ``path`` into ``dest`` (files, metadata, references)."""
     node = node_for(remote, path)
     objects = remote.list_objects(node.path)
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(err, dest) from None
     with ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(lambda o: fetch_verified(remote, node.path, o, dest), objects))
     return len(objects), sum(o.size_bytes for o in objects)
 
 
 def fetch_verified(remote: Remote, node_path: str, obj: ObjectInfo, dest_dir: Path) -> None:
-    """Download one object next to its destination, check it, then move it in place."""
+    """Download one object next to its destination, check it, then move it in place.
+    A local write that fails (a full disk, a name too long) is one line naming the file."""
     dest = dest_dir / check_key(obj.path, what="remote object key", allow_reserved=True)
-    if dest.is_file() and dest.stat().st_size == obj.size_bytes and md5_file(dest) == obj.checksum:
-        return
-    part = dest.with_name(f".{dest.name}.part")
-    remote.get_object(node_path, obj.path, part)
-    got = md5_file(part)
-    if got != obj.checksum or part.stat().st_size != obj.size_bytes:
-        part.unlink(missing_ok=True)
-        raise ChecksumMismatch(
-            f"object {obj.path!r} of {node_path} is corrupt: md5 {got}, expected "
-            f"{obj.checksum} (nothing was written; ask the server's admin to check its storage)"
-        )
-    os.replace(part, dest)
+    part = dest.with_name(_part_name(dest.name))
+    try:
+        if _already_there(dest, obj):
+            return
+        remote.get_object(node_path, obj.path, part)
+        got = md5_file(part)
+        if got != obj.checksum or part.stat().st_size != obj.size_bytes:
+            part.unlink(missing_ok=True)
+            raise ChecksumMismatch(
+                f"object {obj.path!r} of {node_path} is corrupt: md5 {got}, expected "
+                f"{obj.checksum} (nothing was written; ask the server's admin to check its storage)"
+            )
+        os.replace(part, dest)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
+        raise write_error(err, dest) from None
+
+
+def _already_there(dest: Path, obj: ObjectInfo) -> bool:
+    if not dest.is_file() or dest.stat().st_size != obj.size_bytes:
+        return False
+    return md5_file(dest) == obj.checksum
+
+
+def _part_name(name: str) -> str:
+    """The temp name beside ``name``; hashed when ``name`` leaves no room for the
+    suffix (file names stop at 255 bytes)."""
+    if len(os.fsencode(name)) <= 200:
+        return f".{name}.part"
+    return f".{hashlib.sha256(os.fsencode(name)).hexdigest()[:32]}.part"
 
 
 def _read_yaml_object(remote: Remote, node: Node, present: dict[str, ObjectInfo], key: str) -> Any:
