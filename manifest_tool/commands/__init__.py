@@ -19,4 +19,5 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "user": ("serve", "user"),
     "login": ("login_cmd", "login_command"),
     "logout": ("login_cmd", "logout_command"),
+    "gc": ("gc_cmd", "gc_command"),
 }

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import MissingSource, NodeNotFound, RemoteError, write_error
 from .base import Node, ObjectInfo, Upload
+from .gc import maybe_collect
 from .store import Store
 
 READ_BLOCK = 1024 * 1024
@@ -32,6 +33,7 @@ class LocalRemote:
                 "(point the file: remote at a directory you can write)"
             ) from None
         self.user = user
+        maybe_collect(self.store)  # what killed writers left behind, once a day
 
     def whoami(self) -> str:
         return self.user
