@@ -127,19 +127,27 @@ def bounded_render(template: Any, **context: Any) -> str:
 
 @contextmanager
 def _alarm() -> Iterator[None]:
-    """A wall-clock stop for loops that call nothing (only the main thread gets
-    signals; elsewhere the checks in calls and ranges still apply)."""
-    if threading.current_thread() is not threading.main_thread():
+    """A wall-clock stop for loops that call nothing. Only the main thread gets
+    signals; a program's own SIGALRM handler and pending timer are put back after
+    (and one due sooner than ours is left alone). Elsewhere the checks in calls and
+    ranges still apply."""
+    limit = MAX_SECONDS + 0.5
+    pending = signal.getitimer(signal.ITIMER_REAL)[0]
+    if threading.current_thread() is not threading.main_thread() or 0 < pending <= limit:
         yield
         return
 
     def stop(signum: int, frame: object) -> None:
         raise LimitExceeded(f"rendering took longer than {MAX_SECONDS:g} s (simplify it)")
 
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, stop)
-    signal.setitimer(signal.ITIMER_REAL, MAX_SECONDS + 0.5)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, limit)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if old_delay > 0:
+            left = max(old_delay - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, old_interval)

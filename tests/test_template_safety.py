@@ -90,3 +90,22 @@ def test_rendering_limits_give_one_line(tmp_path: Path, template: str, message: 
     assert line.startswith(f"error: {tmp_path / 'artifacts.yaml'}:5:18: $.artifacts[0].description")
     assert message in line
     assert time.monotonic() - started < 15
+
+
+def test_a_programs_own_alarm_survives_rendering(tmp_path: Path) -> None:
+    import signal
+
+    def mine(signum: int, frame: object) -> None:
+        raise AssertionError("fired")
+
+    previous = signal.signal(signal.SIGALRM, mine)
+    old = signal.setitimer(signal.ITIMER_REAL, 100)
+    try:
+        manifest = tmp_path / "artifacts.yaml"
+        manifest.write_text(f"{HEAD}    description: '{{{{ 1 + 1 }}}}'\n")
+        assert load_manifest(manifest, env={}).artifacts[0].description == "2"
+        assert signal.getsignal(signal.SIGALRM) is mine
+        assert 90 < signal.getitimer(signal.ITIMER_REAL)[0] <= 100
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_REAL, *old)
