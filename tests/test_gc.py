@@ -46,14 +46,17 @@ def test_killed_applies_then_gc_leave_exactly_the_referenced_blobs(project: Proj
     for i in range(24):
         project.write(f"d/f{i:02}.bin", os.urandom(512 * 1024))
     cmd = [sys.executable, "-m", "manifest_tool", "apply", "--workers", "2"]
+    mid_run = 0
     for _ in range(20):  # bounded: each round is at most ~2 s
         for i in rng.sample(range(24), 6):  # new content: old blobs become collectable
             project.write(f"d/f{i:02}.bin", os.urandom(512 * 1024))
         proc = subprocess.Popen(cmd, cwd=project.root, env=cli_env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.3, 1.8))
+        mid_run += proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    assert mid_run >= 10  # most kills interrupted an apply, not a finished process
     store = project.store
     dry = gc(store, "--grace", "0", "--dry-run")
     assert dry.exit_code == 0, dry.output
