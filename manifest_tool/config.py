@@ -1,9 +1,11 @@
 """Where the remote is and which API key to use.
 
 Remote: ``--remote`` > ``MANIFEST_TOOL_REMOTE`` > the manifest's ``remote.url`` >
-the embedded store ``file:.em/store`` beside the manifest. API key:
-``MANIFEST_TOOL_API_KEY`` > the T9k config file's current context. Keys are never
-read from the manifest and never printed.
+the embedded store ``file:.em/store`` beside the manifest. API key, only for the
+host it belongs to: ``MANIFEST_TOOL_API_KEY`` (for the resolved remote) > the key
+``manifest-tool login`` saved for that host > the T9k config file's key, when the
+remote is that context's server. Keys are never read from the manifest and never
+printed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .credentials import host_of, saved_key
 from .errors import InvalidInput
 
 DEFAULT_STORE = ".em/store"
@@ -52,16 +55,41 @@ def file_url_path(url: str, base: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
-def resolve_api_key(explicit: str | None = None) -> str | None:
-    return explicit or os.environ.get("MANIFEST_TOOL_API_KEY") or t9k_context().api_key
+def resolve_api_key(url: str, explicit: str | None = None) -> str | None:
+    """The key for the remote at ``url``; a key saved for another host is never used."""
+    if explicit or os.environ.get("MANIFEST_TOOL_API_KEY"):
+        return explicit or os.environ["MANIFEST_TOOL_API_KEY"]
+    saved = saved_key(url)
+    if saved:
+        return saved
+    t9k = t9k_context()
+    if t9k.server and t9k.api_key and _same_host(t9k.server, url):
+        return t9k.api_key
+    return None
+
+
+def _same_host(a: str, b: str) -> bool:
+    try:
+        return host_of(a) == host_of(b)
+    except InvalidInput:
+        return False
+
+
+def t9k_config_path() -> Path:
+    """``$T9K_CONFIG`` (``~`` expanded, as the T9k SDK does), else ``~/.t9k/...``."""
+    configured = os.environ.get("T9K_CONFIG")
+    if configured:
+        return Path(os.path.expanduser(configured))
+    return Path.home() / ".t9k" / "t9k-config.yaml"
 
 
 def t9k_context() -> T9kContext:
-    """The current context of the T9k config file; an absent or odd file is empty."""
-    path = Path(os.environ.get("T9K_CONFIG") or Path.home() / ".t9k" / "t9k-config.yaml")
+    """The T9k config file's context (``$T9K_CONFIG_CONTEXT``, else its current one);
+    an absent or odd file is empty."""
+    path = t9k_config_path()
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return T9kContext(None, None)
     context = _current(data) if isinstance(data, dict) else None
     if context is None:
@@ -74,7 +102,7 @@ def t9k_context() -> T9kContext:
 
 
 def _current(data: dict[str, Any]) -> dict[str, Any] | None:
-    name = data.get("current-context")
+    name = os.environ.get("T9K_CONFIG_CONTEXT") or data.get("current-context")
     for context in data.get("contexts") or []:
         if isinstance(context, dict) and context.get("name") == name:
             return context

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .errors import ChecksumMismatch, ManifestToolError
+from .errors import ChecksumMismatch, ManifestToolError, write_error
 from .hashing import md5_file
 from .paths import check_key
 from .remotes.base import ObjectInfo, Remote
@@ -42,19 +42,29 @@ def fetch_all(
         _refuse_overwrites(node_path, todo)
     if not todo:
         return 0
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
     try:
-        jobs = [(o, staging / str(i)) for i, (o, _) in enumerate(todo)]
+        dest.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
+    except OSError as err:
+        raise write_error(err, dest) from None
+    try:
+        jobs = [(o, path, staging / str(i)) for i, (o, path) in enumerate(todo)]
         with ThreadPoolExecutor(WORKERS) as pool:
             list(pool.map(lambda job: _fetch(remote, node_path, *job), jobs))
         # every object is here and verified: only now does anything in dest change
-        for (_, path), (_, part) in zip(todo, jobs, strict=True):
-            _make_room(path)
-            os.replace(part, path)
+        for _, path, part in jobs:
+            _place(part, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return len(todo)
+
+
+def _place(part: Path, path: Path) -> None:
+    try:
+        _make_room(path)
+        os.replace(part, path)
+    except OSError as err:
+        raise write_error(err, path) from None
 
 
 def _refuse_nesting(node_path: str, keys: Sequence[str]) -> None:
@@ -95,8 +105,12 @@ def _file_above(path: Path) -> bool:
     return any(p.is_file() for p in path.parents)
 
 
-def _fetch(remote: Remote, node_path: str, obj: ObjectInfo, part: Path) -> None:
-    remote.get_object(node_path, obj.path, part)
+def _fetch(remote: Remote, node_path: str, obj: ObjectInfo, path: Path, part: Path) -> None:
+    """Fetch ``obj`` into ``part`` (its staging name for ``path``), verified."""
+    try:
+        remote.get_object(node_path, obj.path, part)
+    except OSError as err:  # a full disk, say: name the file the user asked for
+        raise write_error(err, path) from None
     got = md5_file(part)
     if got != obj.checksum or part.stat().st_size != obj.size_bytes:
         raise ChecksumMismatch(

@@ -7,6 +7,7 @@ prints it and exits 1; anything else is a bug and exits 3.
 
 from __future__ import annotations
 
+import errno
 import tempfile
 import traceback
 
@@ -80,3 +81,19 @@ class StalePlan(ManifestToolError):
 
 class RevisionMismatch(RemoteError):
     """A compare-and-set on a node lost: its objects changed since they were listed."""
+
+
+class CannotWrite(ManifestToolError):
+    """A local file or store could not be written (see ``write_error``)."""
+
+
+class DiskFull(CannotWrite):
+    """No space (or quota) left where we write."""
+
+
+def write_error(err: OSError, path: object) -> CannotWrite:
+    """The one-line error for an OSError while writing at ``path``."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(f"disk full at {path}: free some space, then run the command again")
+    reason = err.strerror or type(err).__name__
+    return CannotWrite(f"cannot write {path}: {reason} (check the path and its permissions)")

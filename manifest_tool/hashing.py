@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from json.encoder import encode_basestring as _quote
 from pathlib import Path
 
+from .errors import MissingSource
+
 CHUNK = 1024 * 1024
 
 
@@ -15,9 +17,15 @@ def md5_file(path: Path | str, buffer: bytearray | None = None) -> str:
     digest = hashlib.md5()
     buf = buffer if buffer is not None else bytearray(CHUNK)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            digest.update(view[:n])
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            while n := fh.readinto(buf):
+                digest.update(view[:n])
+    except OSError as err:  # unreadable, or gone since the walk listed it
+        reason = err.strerror or type(err).__name__
+        raise MissingSource(
+            f"cannot read '{path}': {reason} (check it exists and is readable)"
+        ) from None
     return digest.hexdigest()
 
 

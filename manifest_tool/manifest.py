@@ -21,7 +21,7 @@ from .localdir import write_atomic
 from .model import ArtifactSpec, Manifest, ObjectKind, ObjectSpec
 from .paths import resolve_obj_path
 from .sources import check_exclude, check_glob, glob_folder
-from .templating import render
+from .templating import EnvScope, render, visible_env
 from .yamlpos import Document, JsonPath, Pos, YamlSyntaxError, format_path, parse
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "manifest.schema.json"
@@ -149,21 +149,30 @@ def _render_document(
     """``data`` with every string rendered, and the final variables."""
     if not isinstance(data, dict):
         return data, dict(overrides)
-    environ = dict(os.environ if env is None else env)
+    environ = visible_env(os.environ if env is None else env, _allowed_env(data))
     final_vars = _render_vars(data.get("vars"), overrides, environ, problems, failed)
     out: dict[str, object] = {}
     for key, value in data.items():
-        if key == "vars" and isinstance(value, dict):
+        if key == "allow_env":
+            out[key] = value  # names, not templates
+        elif key == "vars" and isinstance(value, dict):
             out[key] = {name: final_vars.get(name, raw) for name, raw in value.items()}
         else:
             out[key] = _render_tree(value, (key,), environ, final_vars, problems, failed)
     return out, final_vars
 
 
+def _allowed_env(data: dict[str, object]) -> list[str]:
+    """The secret-looking variables the manifest lets templates read (checked by the
+    schema; anything odd here allows nothing)."""
+    names = data.get("allow_env")
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
 def _render_vars(
     raw: object,
     overrides: Mapping[str, str],
-    environ: dict[str, str],
+    environ: EnvScope,
     problems: _Problems,
     failed: set[JsonPath],
 ) -> dict[str, str]:
@@ -187,7 +196,7 @@ def _render_vars(
 def _render_tree(
     value: object,
     path: JsonPath,
-    environ: dict[str, str],
+    environ: EnvScope,
     variables: dict[str, str],
     problems: _Problems,
     failed: set[JsonPath],

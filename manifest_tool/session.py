@@ -19,7 +19,9 @@ def login(host: str | None = None, api_key: str | None = None) -> None:
     ``host`` is an AIStore host URL (``http(s)://...``) or a ``file:`` URL; without
     it, ``MANIFEST_TOOL_REMOTE``, then the T9k config file, then ``.em/store`` in the
     working directory (without a ``login``, the T9k config file is not consulted).
-    ``api_key`` defaults to ``MANIFEST_TOOL_API_KEY`` or the T9k config file's key.
+    ``api_key`` defaults to ``MANIFEST_TOOL_API_KEY``, else the key ``manifest-tool
+    login`` saved for that host, else the T9k config file's key if the host is its
+    server: a key is never sent to another host.
     """
     global _host, _api_key, _remote
     _host = host or os.environ.get("MANIFEST_TOOL_REMOTE") or t9k_context().server

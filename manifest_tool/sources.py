@@ -303,13 +303,30 @@ class _Expander:
             self._warning(obj, message)
 
     def _add_files(self, index: int, obj: ObjectSpec, files: list[LocalFile]) -> None:
-        if "\\" in "".join(map(_KEY, files)):  # one scan over all keys, not one per file
+        keys = "".join(map(_KEY, files))  # one scan over all keys, not one per file
+        if "\\" in keys:
             for item in files:
                 if "\\" in item.key:
                     message = f"'{item.key}' has a backslash, which object paths cannot hold"
                     self._problem(obj, f"{message} (rename it)")
+        if not keys.isascii():
+            files = self._drop_undecodable(obj, files)
         self._claim(index, obj, files)
         self.files.extend(files)
+
+    def _drop_undecodable(self, obj: ObjectSpec, files: list[LocalFile]) -> list[LocalFile]:
+        """Files whose names are not UTF-8 (os.fsdecode kept the raw bytes as
+        surrogates) cannot be object keys: each is reported, with its bytes shown."""
+        kept: list[LocalFile] = []
+        for item in files:
+            try:
+                item.key.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = os.fsencode(item.key).decode("utf-8", "backslashreplace")
+                self._problem(obj, f"'{shown}' is not a valid UTF-8 name (rename it)")
+            else:
+                kept.append(item)
+        return kept
 
     def _claim(self, index: int, obj: ObjectSpec, items: Sequence[LocalFile | Reference]) -> None:
         """Record which object declared each key; a key declared twice is a problem."""

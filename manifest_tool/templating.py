@@ -1,25 +1,53 @@
 """The one Jinja2 environment: sandboxed, strict about undefined names, no escaping.
 
-Manifest strings are rendered with two names in scope, ``env`` (the environment)
-and ``vars`` (the manifest's variables). Errors come back as InvalidInput whose
-message says which name is missing and how to provide it.
+Manifest strings are rendered with two names in scope, ``env`` (the environment,
+without the variables that look like secrets unless the manifest allows them) and
+``vars`` (the manifest's variables). A manifest may come from anyone, so rendering
+is bounded (see ``limits``). Errors come back as InvalidInput whose message says
+which name is missing or which limit was hit, and how to fix it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from .errors import InvalidInput
+from .template_limits import LimitExceeded, bounded_environment, bounded_render
 
 if TYPE_CHECKING:
     from jinja2.sandbox import SandboxedEnvironment
 
+# Names a template must not read unless allowed: publishing one would leak it.
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+API_KEY_VARIABLES = frozenset({"MANIFEST_TOOL_API_KEY", "T9K_APIKEY", "T9K_API_KEY"})
+
 
 class TemplateEnv(dict[str, str]):
     """``env`` in templates; its own type so an undefined-name error can tell it apart."""
+
+
+@dataclass(frozen=True)
+class EnvScope:
+    """The environment as templates see it: ``values`` they may read, and the names
+    ``hidden`` from them (kept so that reading one says why)."""
+
+    values: Mapping[str, str]
+    hidden: frozenset[str]
+
+
+def visible_env(environ: Mapping[str, str], allow: Iterable[str] = ()) -> EnvScope:
+    """The variables templates may read: not the secret-looking ones, unless allowed."""
+    allowed = set(allow)
+    hidden = frozenset(
+        name
+        for name in environ
+        if name not in allowed and (name in API_KEY_VARIABLES or _SECRET_NAME.search(name))
+    )
+    return EnvScope({k: v for k, v in environ.items() if k not in hidden}, hidden)
 
 
 class TemplateVars(dict[str, str]):
@@ -39,12 +67,15 @@ def environment() -> SandboxedEnvironment:
     import jinja2
     from jinja2.sandbox import SandboxedEnvironment
 
-    return SandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+    return bounded_environment(
+        SandboxedEnvironment,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
     )
 
 
-def render(text: str, env: Mapping[str, str], vars: Mapping[str, str]) -> str:
+def render(text: str, env: EnvScope, vars: Mapping[str, str]) -> str:
     """``text`` rendered with ``env`` and ``vars``; InvalidInput on any template error."""
     if "{" not in text:  # no delimiter: skip the compile, most values are plain
         return text
@@ -52,17 +83,25 @@ def render(text: str, env: Mapping[str, str], vars: Mapping[str, str]) -> str:
 
     try:
         template = environment().from_string(text)
-        return template.render(env=TemplateEnv(env), vars=TemplateVars(vars))
+        return bounded_render(template, env=TemplateEnv(env.values), vars=TemplateVars(vars))
+    except LimitExceeded as err:
+        raise InvalidInput(f"template stopped: {err}") from None
     except jinja2.UndefinedError as err:
-        raise InvalidInput(_undefined_message(err.message or "")) from None
+        raise InvalidInput(_undefined_message(err.message or "", env.hidden)) from None
     except jinja2.TemplateSyntaxError as err:
         raise InvalidInput(f"template syntax error: {err.message}") from None
     except jinja2.TemplateError as err:
         raise InvalidInput(f"template error: {err.message}") from None
 
 
-def _undefined_message(raw: str) -> str:
+def _undefined_message(raw: str, hidden: frozenset[str]) -> str:
     attr = _MISSING_ATTR.match(raw)
+    if attr and attr["owner"].endswith(TemplateEnv.__name__) and attr["name"] in hidden:
+        name = attr["name"]
+        return (
+            f"environment variable '{name}' looks like a secret and is hidden from templates "
+            f"(to publish it anyway, list it under allow_env: [{name}] in the manifest)"
+        )
     if attr and attr["owner"].endswith(TemplateEnv.__name__):
         name = attr["name"]
         return (

@@ -1,7 +1,9 @@
 """The directory walk behind dir and glob objects: one os.scandir recursion.
 
 Symlinks and hidden names are handled per the object's policy; a followed link that
-leads back into the walk's own ancestry is reported, not followed forever.
+leads back into the walk's own ancestry is reported, not followed forever, and links
+that reach one directory over and over (a fan-out: two links per level make 2**24
+paths in 24 levels) are reported once the walk has entered it ``MAX_VISITS`` times.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from .model import LocalFile
 
 _NOTHING: frozenset[str] = frozenset()
+MAX_VISITS = 16  # times one real directory may be walked through different links
 _Dir = tuple[str, str, str, tuple[str, ...]]  # path, key prefix, realpath, link parents
 
 
@@ -28,6 +31,8 @@ class Walker:
     shown_top: str  # the walk's top as messages name it: relative to the manifest
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    visits: dict[str, int] = field(default_factory=dict)  # real directory -> times entered
+    fanned_out: bool = False  # one report per walk, then no more links to directories
 
     def walk(self, top: str) -> list[LocalFile]:
         """Every file below ``top``, keyed ``key_top`` + its path below top."""
@@ -106,12 +111,25 @@ class Walker:
         elif stat.S_ISDIR(st.st_mode):
             if any(inside(p, target) for p in parents):
                 self.problems.append(f"symlink '{shown}' loops back to '{target}' (remove it)")
-            else:
+            elif self._revisit(target, shown):
                 stack.append((entry.path, rel + "/", target, parents))
         elif stat.S_ISREG(st.st_mode):
             found.append(LocalFile(rel, entry.path, st.st_size, st.st_ctime_ns, st.st_ino))
         else:
             self.warnings.append(f"skipped '{shown}': not a file")
+
+
+    def _revisit(self, target: str, shown: str) -> bool:
+        """Whether to walk ``target`` once more through a link; reported once when not."""
+        count = self.visits.get(target, 0) + 1
+        self.visits[target] = count
+        if count > MAX_VISITS and not self.fanned_out:
+            self.fanned_out = True
+            self.problems.append(
+                f"symlinks reach '{target}' more than {MAX_VISITS} times (last via '{shown}'): "
+                "a symlink fan-out? remove the links, or set symlinks: skip"
+            )
+        return not self.fanned_out
 
 
 def inside(path: str, directory: str) -> bool:

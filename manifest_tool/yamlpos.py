@@ -16,6 +16,11 @@ JsonPath = tuple[str | int, ...]
 Pos = tuple[int, int]  # 1-based line and column
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+# A manifest may come from anyone: aliases can expand a small file exponentially (a
+# "billion laughs") and deep nesting exhausts the parser's recursion. Real manifests
+# stay far below both.
+MAX_DEPTH = 64
+MAX_VALUES = 200_000  # mappings, sequences and scalars built, aliases counted each time
 
 
 class YamlSyntaxError(Exception):
@@ -35,6 +40,7 @@ class Document:
     values: dict[JsonPath, Pos] = field(default_factory=dict)
     keys: dict[JsonPath, Pos] = field(default_factory=dict)
     problems: list[tuple[Pos, JsonPath, str]] = field(default_factory=list)
+    built: int = 0
 
     def value_pos(self, path: JsonPath) -> Pos:
         """Where the value at ``path`` (or its nearest existing parent) starts."""
@@ -60,6 +66,9 @@ def parse(text: str) -> Document:
         raise YamlSyntaxError(_pos(err.problem_mark), _syntax_message(err)) from None
     except yaml.YAMLError as err:
         raise YamlSyntaxError((1, 1), str(err)) from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        message = f"nesting too deep (at most {MAX_DEPTH} levels: flatten the document)"
+        raise YamlSyntaxError(_pos(loader.get_mark()), message) from None
     finally:
         loader.dispose()
 
@@ -78,6 +87,7 @@ def format_path(path: JsonPath) -> str:
 
 
 def _build(loader: yaml.SafeLoader, node: yaml.Node, path: JsonPath, doc: Document) -> object:
+    _check_limits(node, path, doc)
     doc.values[path] = _pos(node.start_mark)
     if isinstance(node, yaml.MappingNode):
         return _build_mapping(loader, node, path, doc)
@@ -109,6 +119,19 @@ def _build_mapping(
         doc.keys[(*path, key)] = pos
         out[key] = _build(loader, value_node, (*path, key), doc)
     return out
+
+
+def _check_limits(node: yaml.Node, path: JsonPath, doc: Document) -> None:
+    doc.built += 1
+    if len(path) > MAX_DEPTH:
+        message = f"nesting too deep (at most {MAX_DEPTH} levels: flatten the document)"
+        raise YamlSyntaxError(_pos(node.start_mark), message)
+    if doc.built > MAX_VALUES:
+        message = (
+            f"the document expands to more than {MAX_VALUES:,} values "
+            "(aliases that repeat each other? write the values out)"
+        )
+        raise YamlSyntaxError(_pos(node.start_mark), message)
 
 
 def _pos(mark: yaml.Mark | None) -> Pos:

@@ -97,6 +97,7 @@ def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MANIFEST_TOOL_", "EM_"))}
     env.pop("CI_PIPELINE_ID", None)  # the example manifest renders it
     env.update(MANIFEST_TOOL_USER=USER, T9K_CONFIG=os.devnull + ".absent")
+    env.update(XDG_CONFIG_HOME=os.devnull + ".absent")  # no saved login keys either
     env.update(extra)
     return env
 
@@ -166,6 +167,7 @@ def api_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             monkeypatch.delenv(key)
     monkeypatch.setenv("MANIFEST_TOOL_USER", USER)
     monkeypatch.setenv("T9K_CONFIG", str(tmp_path / "no-t9k-config.yaml"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config-home"))
     monkeypatch.setenv("EM_ARTIFACT_PARENT_DIR", str(tmp_path / "api-em"))
     session.reset()
     yield
@@ -181,6 +183,7 @@ def em(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("MANIFEST_TOOL_USER", USER)
     monkeypatch.setenv("EM_ARTIFACT_PARENT_DIR", str(tmp_path / "em"))
     monkeypatch.setenv("T9K_CONFIG", str(tmp_path / "no-t9k-config.yaml"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config-home"))
     monkeypatch.delenv("MANIFEST_TOOL_REMOTE", raising=False)
     monkeypatch.delenv("MANIFEST_TOOL_API_KEY", raising=False)
     (tmp_path / "src").mkdir()

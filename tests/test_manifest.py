@@ -48,7 +48,7 @@ BAD: list[tuple[str, str, list[str]]] = [
         "version: 1\nartifact: []\nartifacts:\n  - name: a\n    objects: [{file: x}]\n",
         [
             "2:1: $.artifact: unknown key 'artifact' "
-            "(allowed: version, vars, remote, defaults, artifacts, moved)"
+            "(allowed: version, vars, allow_env, remote, defaults, artifacts, moved)"
         ],
     ),
     (
@@ -361,8 +361,8 @@ BAD: list[tuple[str, str, list[str]]] = [
         "merge key",
         "version: 1\nbase: &b {name: a}\nartifacts:\n  - <<: *b\n    objects: [{file: x}]\n",
         [
-            "2:1: $.base: unknown key 'base' "
-            "(allowed: version, vars, remote, defaults, artifacts, moved)",
+            "2:1: $.base: unknown key 'base' (allowed: version, vars, allow_env, remote, "
+            "defaults, artifacts, moved)",
             "4:5: $.artifacts[0]: merge keys (<<) are not supported: write the keys out",
             "4:5: $.artifacts[0]: missing required key 'name'",
         ],
@@ -425,8 +425,8 @@ BAD: list[tuple[str, str, list[str]]] = [
         "    conflict_strategy: nope\n    objects:\n      - file: x\n        dir: y\n"
         "  - name: b\n    description: '{{ vars.missing }}'\n    objects: [{glob: '*.z'}]\n",
         [
-            "2:1: $.extra: unknown key 'extra' (allowed: version, vars, remote, defaults, "
-            "artifacts, moved)",
+            "2:1: $.extra: unknown key 'extra' (allowed: version, vars, allow_env, remote, "
+            "defaults, artifacts, moved)",
             f"4:5: $.artifacts[0].name: invalid name 'bad name': {NAME_RULE}",
             "5:5: $.artifacts[0].conflict_strategy: invalid conflict_strategy 'nope' "
             "(choose skip, error, new, replace)",

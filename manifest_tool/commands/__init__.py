@@ -17,4 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schema": ("validate_cmd", "schema_command"),
     "serve": ("serve", "serve"),
     "user": ("serve", "user"),
+    "login": ("login_cmd", "login_command"),
+    "logout": ("login_cmd", "logout_command"),
+    "gc": ("gc_cmd", "gc_command"),
 }

@@ -20,7 +20,7 @@ def open_remote(url: str, base: Path, api_key: str | None = None) -> Remote:
     if url.startswith(("http://", "https://")):
         from .http import HttpRemote
 
-        return HttpRemote(url, resolve_api_key(api_key))
+        return HttpRemote(url, resolve_api_key(url, api_key))
     raise InvalidInput(
         f"remote {url!r} is not a file:, http:// or https:// URL "
         "(check --remote, MANIFEST_TOOL_REMOTE or remote.url in the manifest)"

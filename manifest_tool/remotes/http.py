@@ -347,11 +347,13 @@ def map_error(resp: requests.Response, url: str, what: str, user: str | None) ->
     status, text = resp.status_code, resp.text.strip()
     message = _message(resp)
     if status in (401, 302):
-        return AuthError(f"not logged in to {url}: set MANIFEST_TOOL_API_KEY or run t9k login")
+        return AuthError(
+            f"not logged in to {url}: run manifest-tool login {url} (or set MANIFEST_TOOL_API_KEY)"
+        )
     if status == 400 and text.startswith("api key") and text.endswith("not found"):
         return AuthError(
             f"the API key is not known to {url} (revoked or mistyped?): "
-            "set MANIFEST_TOOL_API_KEY or run t9k login"
+            f"run manifest-tool login {url} (or set MANIFEST_TOOL_API_KEY)"
         )
     if status == 403:
         who = f"user {user!r}" if user else "this API key's user"

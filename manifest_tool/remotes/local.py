@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import NodeNotFound, RemoteError
+from ..errors import MissingSource, NodeNotFound, RemoteError, write_error
 from .base import Node, ObjectInfo, Upload
+from .gc import maybe_collect
 from .store import Store
 
 READ_BLOCK = 1024 * 1024
@@ -20,6 +23,7 @@ READ_BLOCK = 1024 * 1024
 class LocalRemote:
     def __init__(self, root: Path, user: str) -> None:
         self.url = f"file:{root}"
+        self.root = root
         try:
             self.store = Store(root)
         except (OSError, sqlite3.Error) as err:
@@ -29,6 +33,7 @@ class LocalRemote:
                 "(point the file: remote at a directory you can write)"
             ) from None
         self.user = user
+        maybe_collect(self.store)  # what killed writers left behind, once a day
 
     def whoami(self) -> str:
         return self.user
@@ -52,16 +57,21 @@ class LocalRemote:
         description: str = "",
         extra: str = "{}",
     ) -> str:
-        return self.store.create_node(self.user, parent, name, type, labels, description, extra)
+        with self._writing():
+            return self.store.create_node(
+                self.user, parent, name, type, labels, description, extra
+            )
 
     def update_node(self, path: str, **fields: Any) -> Node:
-        return self.store.update_node(self.user, path, fields)
+        with self._writing():
+            return self.store.update_node(self.user, path, fields)
 
     def set_if_unchanged(self, path: str, revision: int, **fields: Any) -> Node:
         return self.store.update_node(self.user, path, fields, if_revision=revision)
 
     def delete_node(self, path: str) -> None:
-        self.store.delete_node(self.user, path)
+        with self._writing():
+            self.store.delete_node(self.user, path)
 
     def list_objects(self, node_path: str) -> list[ObjectInfo]:
         objects, _ = self.store.list_objects(self.user, node_path, size=10_000_000)
@@ -69,14 +79,16 @@ class LocalRemote:
 
     def put_object(self, node_path: str, upload: Upload) -> ObjectInfo:
         chunks = [upload.data] if upload.data is not None else _read(upload.source)
-        return self.store.put_object(self.user, node_path, upload.key, chunks, upload.md5)
+        with self._writing():
+            return self.store.put_object(self.user, node_path, upload.key, chunks, upload.md5)
 
     def put_objects(self, node_path: str, uploads: Sequence[Upload]) -> list[ObjectInfo]:
         """Many small objects in one store transaction (see ``Store.put_batch``)."""
         items = [
             (u.key, [u.data] if u.data is not None else _read(u.source), u.md5) for u in uploads
         ]
-        return self.store.put_batch(self.user, node_path, items)
+        with self._writing():
+            return self.store.put_batch(self.user, node_path, items)
 
     def get_object(self, node_path: str, key: str, dest: Path) -> None:
         _, blob = self.store.object_blob(self.user, node_path, key)
@@ -91,7 +103,21 @@ class LocalRemote:
             raise
 
     def delete_objects(self, node_path: str, keys: Iterable[str]) -> None:
-        self.store.delete_objects(self.user, node_path, keys)
+        with self._writing():
+            self.store.delete_objects(self.user, node_path, keys)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A full disk or a failing store is one line naming the store, not a trace.
+        Reading a source can fail too (MissingSource from our reader), which passes."""
+        try:
+            yield
+        except OSError as err:
+            raise write_error(err, self.root) from None
+        except sqlite3.OperationalError as err:
+            if "full" in str(err):
+                raise write_error(OSError(errno.ENOSPC, str(err)), self.root) from None
+            raise RemoteError(f"the store at {self.root} failed: {err}") from None
 
     def close(self) -> None:
         self.store.close()
@@ -99,6 +125,17 @@ class LocalRemote:
 
 def _read(path: str | Path | None) -> Iterator[bytes]:
     assert path is not None, "an Upload has a source or data"
-    with open(path, "rb") as fh:
-        while chunk := fh.read(READ_BLOCK):
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, errors told apart from writes
+    except OSError as err:
+        raise MissingSource(f"cannot read '{path}': {err.strerror} (check it)") from None
+    with fh:
+        while chunk := _read_block(fh, path):
             yield chunk
+
+
+def _read_block(fh: Any, path: str | Path) -> bytes:
+    try:
+        return fh.read(READ_BLOCK)  # type: ignore[no-any-return]
+    except OSError as err:
+        raise MissingSource(f"cannot read '{path}': {err.strerror} (check it)") from None
