@@ -197,4 +197,4 @@ def test_full_disk_on_pull(tmp_path: Path) -> None:
             "again"
         )
         assert not (disk / "out" / "d" / "big.bin").exists()
-        assert [p.name for p in (disk / "out" / "d").iterdir()] == []  # no .part left
+        assert list((disk / "out").rglob("*")) == []  # no partial file left anywhere
