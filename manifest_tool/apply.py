@@ -161,6 +161,16 @@ class Applier:
                 f"artifact '{ap.name}': a file changed while it was uploaded ({err}); "
                 "run apply again once it is written"
             ) from None
+        except FileNotFoundError as err:
+            raise ManifestToolError(
+                f"artifact '{ap.name}': {err.filename or 'a file'} was deleted while apply ran;"
+                " run apply again"
+            ) from None
+        except OSError as err:
+            raise ManifestToolError(
+                f"artifact '{ap.name}': cannot read {err.filename or 'a file'}:"
+                f" {err.strerror or err}"
+            ) from None
         record = self._write_metadata(d, node)
         if ap.delete:
             self.remote.delete_objects(node.path, list(ap.delete))

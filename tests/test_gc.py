@@ -135,3 +135,28 @@ def test_opening_the_store_sweeps_once_a_day(project: Project) -> None:
     _aged(store / "gc-stamp", b"")
     assert run_cli("plan", cwd=project.root).code == 0
     assert not leftover.exists()
+
+
+def test_the_server_sweeps_its_store_when_it_starts(project: Project, tmp_path: Path) -> None:
+    from serverutil import start
+
+    project.manifest(MANIFEST)
+    project.write("d/kept.txt", "kept")
+    assert run_cli("apply", cwd=project.root).code == 0
+    store = project.store
+    kept = referenced(store)
+    orphan = _aged(store / "blobs" / "ab" / ("c" * 62), b"orphan")
+    old_tmp = _aged(store / "blobs" / "tmp" / "up-old", b"12345")
+    part = _aged(store / "uploads" / "dead" / "3", b"part")
+    os.utime(part.parent, (time.time() - DAY, time.time() - DAY))
+    server = start(store, tmp_path / "logs")
+    try:
+        deadline = time.monotonic() + 20
+        while (orphan.exists() or old_tmp.exists() or part.exists()) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+    finally:
+        server.stop()
+    assert not orphan.exists() and not old_tmp.exists() and not part.parent.exists()
+    assert blob_files(store) == kept == referenced(store)

@@ -276,3 +276,28 @@ def test_damaged_inputs_are_one_line_errors(project: Project, cli: Cli) -> None:
     (cache / "users.json").write_text('{"x": "alice/x"}')
     ok(cli("apply", "-q"))
     assert store_node(project.store, "/alice/proj/m1") is not None
+
+
+def test_a_file_deleted_between_plan_and_upload_is_one_line(
+    project: Project, cli: Cli, remote: Any
+) -> None:
+    from conftest import run_in_process
+
+    from manifest_tool.apply import Applier
+    from manifest_tool.errors import ManifestToolError
+    from manifest_tool.workspace import make_plan, open_workspace
+
+    setup(project)
+    os.environ.update(remote.env)
+    ws = open_workspace(project.root / "artifacts.yaml", remote_url=remote.url)
+    plan = make_plan(ws)
+    (project.root / "data/b.txt").unlink()
+    try:
+        Applier(ws.remote, ws.lock_file, ws.lock()).apply(plan)
+    except ManifestToolError as err:
+        assert "data/b.txt" in str(err) and "\n" not in str(err)
+    else:
+        raise AssertionError("apply went on without the file")
+    project.write("data/b.txt", "back")
+    result = run_in_process("apply", "--remote", remote.url, cwd=project.root, env=remote.env)
+    assert result.code == 0, result

@@ -76,7 +76,7 @@ def _run_uvicorn(app: ASGIApp, host: str, port: int, data: Path, limits: Limits)
         port=port,
         loop="auto",
         http=protocol_class(limits.header_timeout_s),
-        lifespan="off",
+        lifespan="on",  # the garbage sweep starts with the server
         access_log=False,
         log_config=None,
         log_level="warning",

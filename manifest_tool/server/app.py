@@ -20,6 +20,7 @@ from .accesslog import AccessLog
 from .context import Context, user_of
 from .errors import error_response
 from .limits import Limits
+from .sweeper import sweeping
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -29,7 +30,9 @@ def create_app(data_dir: Path, prefix: str = "", limits: Limits | None = None) -
     store = Store(Path(data_dir))
     routes = _routes()
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-    app = Starlette(routes=[Mount(prefix, routes=routes)] if prefix else routes)
+    app = Starlette(
+        routes=[Mount(prefix, routes=routes)] if prefix else routes, lifespan=sweeping(store)
+    )
     app.state.ctx = Context.over(store, limits or Limits())
     return AccessLog(app)
 
