@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from ..remotes.store import Store
-from . import multipart, nodes, objects
+from . import graphs, multipart, nodes, objects
 from .accesslog import AccessLog
 from .context import Context, user_of
 from .errors import error_response
@@ -29,7 +29,10 @@ def create_app(data_dir: Path, prefix: str = "", limits: Limits | None = None) -
     store = Store(Path(data_dir))
     routes = _routes()
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-    app = Starlette(routes=[Mount(prefix, routes=routes)] if prefix else routes)
+    app = Starlette(
+        routes=[Mount(prefix, routes=routes)] if prefix else routes,
+        exception_handlers={404: not_found},
+    )
     app.state.ctx = Context.over(store, limits or Limits())
     return AccessLog(app)
 
@@ -45,6 +48,12 @@ def endpoint(func: Endpoint) -> Endpoint:
             return error_response(err)
 
     return wrapper
+
+
+async def not_found(_request: Request, _exc: Exception) -> Response:
+    """An unknown route: 404 with an empty body, which T9k's SDK reads as a wrong
+    server URL ('Incorrect URL') rather than as a missing node."""
+    return Response(status_code=404)
 
 
 async def userinfo(request: Request) -> Response:
@@ -72,6 +81,7 @@ def _routes() -> list[BaseRoute]:
             "DELETE": nodes.delete_node,
         },
         "/apis/v1/nodes/info": {"GET": nodes.node_info},
+        "/apis/v1/graphs": {"GET": graphs.get_graph, "POST": graphs.add_edges},
         "/apis/v1/objects/ls": {"GET": objects.list_objects},
         "/apis/v1/objects": {"GET": objects.get_object, "POST": objects.put_object},
         "/apis/v1/objects/delete": {"POST": objects.delete_objects},
