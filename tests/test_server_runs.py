@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -222,3 +223,13 @@ def test_a_create_with_only_storage_type_2_is_an_artifact(srv: Server, folder: s
     assert resp.status_code == 200
     info = sdk.request("GET", "/apis/v1/nodes/info", params={"node": f"{folder}/x"}).json()
     assert info["type"] == "Artifact"
+
+
+def test_a_wrong_prefix_is_404_with_an_empty_body(tmp_path: Path) -> None:
+    # the SDK's login against a host missing the mount prefix: 'Incorrect URL'
+    with running_server(tmp_path, users=[A], extra_args=["--prefix", "/t9k/aistore/server"]) as p:
+        params = {"apikey": p.keys[A]}
+        wrong = requests.get(p.url + "/oauth2/userinfo", params=params, timeout=10)
+        assert (wrong.status_code, wrong.text) == (404, "")
+        inside = requests.get(p.url + "/t9k/aistore/server/apis/v1/nope", params=params, timeout=10)
+        assert (inside.status_code, inside.text) == (404, "")
