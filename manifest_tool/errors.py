@@ -39,6 +39,10 @@ class ManifestInvalid(ManifestToolError):
         super().__init__("\n".join(problems))
 
 
+class NotAFolder(InvalidInput):
+    """A node was to be made below a node that is not a Folder (an Artifact or Run)."""
+
+
 class ChecksumMismatch(ManifestToolError):
     """Bytes on disk or over the wire do not match their recorded MD5."""
 

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("watch_cmd", "watch_command"),
     "ls": ("remote_cmds", "ls_command"),
     "pull": ("remote_cmds", "pull_command"),
+    "lineage": ("lineage_cmd", "lineage_command"),
     "schema": ("validate_cmd", "schema_command"),
     "serve": ("serve", "serve"),
     "user": ("serve", "user"),

@@ -16,8 +16,10 @@ from ..remotes import Remote, absolute_folder, open_remote
 from ..transfer import pull_into
 from .common import Options, gather, manifest_options
 
+KINDS = {"Folder": "dir ", "Run": "run "}  # the first column of ls; anything else: art
 
-def _remote(opts: Options) -> tuple[Remote, dict[str, str]]:
+
+def remote_and_paths(opts: Options) -> tuple[Remote, dict[str, str]]:
     """The remote, plus artifact name -> node path from the manifest and lock, if any."""
     if not opts.manifest.exists():
         base = Path.cwd()
@@ -42,7 +44,7 @@ def _remote(opts: Options) -> tuple[Remote, dict[str, str]]:
 def ls_command(ctx: click.Context, /, folder: str | None, **kw: object) -> None:
     """List the nodes in FOLDER (default: your root folder) on the remote."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
-    remote, _ = _remote(opts)
+    remote, _ = remote_and_paths(opts)
     path = absolute_folder(folder or "", remote.whoami()) if folder else f"/{remote.whoami()}"
     try:
         nodes = remote.list_nodes(path)
@@ -57,7 +59,7 @@ def ls_command(ctx: click.Context, /, folder: str | None, **kw: object) -> None:
         extra = node.extra_dict
         alt = extra.get("alternativeName", "")
         digest = str(extra.get("contentDigest", ""))[7:19]
-        kind = "dir " if node.type == "Folder" else "art "
+        kind = KINDS.get(node.type, "art ")
         click.echo(f"{kind} {node.path:<40} {alt:<36} {digest:<12} {node.updated_at}")
 
 
@@ -74,7 +76,7 @@ def pull_command(
 ) -> None:
     """Download an artifact (a manifest NAME or a remote PATH), verifying every checksum."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
-    remote, paths = _remote(opts)
+    remote, paths = remote_and_paths(opts)
     path = paths.get(name_or_path, name_or_path)
     target = dest or Path(path.rstrip("/").rsplit("/", 1)[-1])
     got = pull_into(remote, path, target, force)

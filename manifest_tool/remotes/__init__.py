@@ -6,9 +6,9 @@ from pathlib import Path
 
 from ..config import file_url_path, resolve_api_key, store_user
 from ..errors import InvalidInput
-from .base import Node, ObjectInfo, Remote, Upload, absolute_folder
+from .base import Lineage, Node, ObjectInfo, Remote, Upload, absolute_folder
 
-__all__ = ["Node", "ObjectInfo", "Remote", "Upload", "absolute_folder", "open_remote"]
+__all__ = ["Lineage", "Node", "ObjectInfo", "Remote", "Upload", "absolute_folder", "open_remote"]
 
 
 def open_remote(url: str, base: Path, api_key: str | None = None) -> Remote:

@@ -16,8 +16,12 @@ from typing import Any, NamedTuple, Protocol
 
 FOLDER = "Folder"
 ARTIFACT = "Artifact"
-STORAGE_TYPES = {FOLDER: 0, ARTIFACT: 2}  # T9k's storageType of each node type
-TYPES_BY_STORAGE = {v: k for k, v in STORAGE_TYPES.items()}
+RUN = "Run"  # T9k's experiment runs: their SDK's Run.upload makes them
+STORAGE_TYPES = {FOLDER: 0, ARTIFACT: 2, RUN: 2}  # T9k's storageType of each node type
+# A create that names only a storageType means a Folder or an Artifact: T9k gives a
+# Run storageType 2 too, so 2 alone cannot mean a Run.
+TYPES_BY_STORAGE = {0: FOLDER, 2: ARTIFACT}
+HOLDS_OBJECTS = (ARTIFACT, RUN)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,34 @@ class Node:
             updated_at=str(data.get("updatedAt", "")),
             revision=revision if type(revision) is int else None,
         )
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """A node and its neighbours in the graphs API.
+
+    ``inbound`` have an edge to the node, ``outbound`` an edge from it: for a Run its
+    inputs and its outputs, for an Artifact the Runs that produced it and those that
+    used it.
+    """
+
+    node: Node
+    inbound: tuple[Node, ...] = ()
+    outbound: tuple[Node, ...] = ()
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "current": self.node.to_api(),
+            "in": [n.to_api() for n in self.inbound],
+            "out": [n.to_api() for n in self.outbound],
+        }
+
+    @classmethod
+    def from_api(cls, node: Node, data: dict[str, Any]) -> Lineage:
+        """From a graphs answer; T9k's may lack ``current``, so the node comes apart."""
+        inbound = tuple(Node.from_api(n) for n in data.get("in") or ())
+        outbound = tuple(Node.from_api(n) for n in data.get("out") or ())
+        return cls(node, inbound, outbound)
 
 
 class ObjectInfo(NamedTuple):
@@ -147,6 +179,15 @@ class Remote(Protocol):
     def update_node(self, path: str, **fields: Any) -> Node: ...
     def set_if_unchanged(self, path: str, revision: int, **fields: Any) -> Node: ...
     def delete_node(self, path: str) -> None: ...
+    def lineage(self, node: str) -> Lineage:
+        """The node (a path or id) and the Runs or Artifacts linked to it."""
+        ...
+
+    def add_edges(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Link (from id, to id) pairs: Artifact -> Run for an input, Run -> Artifact
+        for an output."""
+        ...
+
     def list_objects(self, node_path: str) -> list[ObjectInfo]: ...
     def put_object(self, node_path: str, upload: Upload) -> ObjectInfo: ...
     def get_object(self, node_path: str, key: str, dest: Path) -> None: ...

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import graph
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
     id TEXT PRIMARY KEY,
@@ -87,6 +89,9 @@ class Database:
         conn = self.conn()
         conn.executescript(SCHEMA)
         _migrate(conn)
+        # A store made before lineage gains the edges table here; IF NOT EXISTS makes
+        # this idempotent, also against another process opening the store at once.
+        conn.executescript(graph.SCHEMA)
 
     def conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -29,11 +29,12 @@ from ..errors import (
     ManifestToolError,
     NameConflict,
     NodeNotFound,
+    NotAFolder,
     PermissionDenied,
     RemoteError,
     RevisionMismatch,
 )
-from .base import STORAGE_TYPES, Node, ObjectInfo, Upload
+from .base import STORAGE_TYPES, Lineage, Node, ObjectInfo, Upload
 from .formbody import FormBody, file_size
 
 T = TypeVar("T")
@@ -193,6 +194,23 @@ class HttpRemote:
     def delete_node(self, path: str) -> None:
         self._call("DELETE", "/apis/v1/nodes", f"deleting {path}", json={"node": path})
 
+    def lineage(self, node: str) -> Lineage:
+        """The graphs API keys a node by id, so a path is looked up first."""
+        info = self.node_info(node)
+        if info is None:
+            raise NodeNotFound(node)
+        what = f"reading the lineage of {info.path}"
+        try:
+            data = self._json("GET", "/apis/v1/graphs", what, params={"current": info.id})
+        except RemoteError as err:
+            raise _no_graphs(err, self.url) from None
+        return Lineage.from_api(info, data)
+
+    def add_edges(self, pairs: Sequence[tuple[str, str]]) -> None:
+        body = {"graphs": [{"from": src, "to": dst} for src, dst in pairs]}
+        # Adding an edge twice changes nothing, so a retry is safe.
+        self._call("POST", "/apis/v1/graphs", "linking runs and artifacts", json=body)
+
     def _pages(self, path: str, params: dict[str, str], what: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         page = 1
@@ -310,6 +328,13 @@ class HttpRemote:
         self.session.close()
 
 
+def _no_graphs(err: RemoteError, url: str) -> RemoteError:
+    """A server without the graphs API answers 404 with nothing to say."""
+    if type(err) is RemoteError and "answered 404" in str(err):
+        return RemoteError(f"{url} has no graphs API (lineage): it is not a T9k AIStore server")
+    return err
+
+
 def _save(resp: requests.Response, dest: Path) -> None:
     """Stream a response into ``dest`` via a temp file, so a failure leaves no partial file."""
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
@@ -355,6 +380,8 @@ def map_error(resp: requests.Response, url: str, what: str, user: str | None) ->
             f"the API key is not known to {url} (revoked or mistyped?): "
             f"run manifest-tool login {url} (or set MANIFEST_TOOL_API_KEY)"
         )
+    if status == 403 and (detail := resp.headers.get("X-Error-Detail")):
+        return NotAFolder(f"{url} refused {what}: {detail}")
     if status == 403:
         who = f"user {user!r}" if user else "this API key's user"
         return PermissionDenied(f"permission denied on {url}: {who} may not touch it ({what})")

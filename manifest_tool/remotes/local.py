@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingSource, NodeNotFound, RemoteError, write_error
-from .base import Node, ObjectInfo, Upload
+from .base import Lineage, Node, ObjectInfo, Upload
 from .gc import maybe_collect
 from .store import Store
 
@@ -72,6 +72,12 @@ class LocalRemote:
     def delete_node(self, path: str) -> None:
         with self._writing():
             self.store.delete_node(self.user, path)
+
+    def lineage(self, node: str) -> Lineage:
+        return self.store.lineage(self.user, node)
+
+    def add_edges(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self.store.add_edges(self.user, pairs)
 
     def list_objects(self, node_path: str) -> list[ObjectInfo]:
         objects, _ = self.store.list_objects(self.user, node_path, size=10_000_000)

@@ -20,15 +20,17 @@ from ..errors import (
     InvalidInput,
     NameConflict,
     NodeNotFound,
+    NotAFolder,
     PermissionDenied,
     RevisionMismatch,
 )
 from ..paths import RESERVED_ROOT_NAMES, check_key
-from .base import ARTIFACT, FOLDER, Node, ObjectInfo
+from . import graph
+from .base import ARTIFACT, FOLDER, HOLDS_OBJECTS, RUN, Lineage, Node, ObjectInfo
 from .blobs import BlobInfo, BlobStore, BlobWriter
 from .db import Database
 
-NODE_TYPES = (FOLDER, ARTIFACT)
+NODE_TYPES = (FOLDER, ARTIFACT, RUN)
 UPDATABLE = ("name", "labels", "description", "extra")
 
 
@@ -136,12 +138,16 @@ class Store:
         parent = self._own(user, parent)
         path = norm_path(f"{parent}/{check_name(name)}")
         if type not in NODE_TYPES:
-            raise InvalidInput(f"unsupported node type {type!r} (use Folder or Artifact)")
+            raise InvalidInput(f"unsupported node type {type!r} (use Folder, Artifact or Run)")
         node_id, stamp = str(uuid.uuid4()), now()
         with self.db.write() as conn:
             self._ensure_root(conn, user)
-            if self._row(conn, parent)["type"] != FOLDER:
-                raise InvalidInput(f"parent {parent} is not a Folder")
+            kind = self._row(conn, parent)["type"]
+            if kind != FOLDER:
+                raise NotAFolder(
+                    f"parent {parent} is a{'n' * (kind == ARTIFACT)} {kind},"
+                    " not a Folder: only Folders hold nodes"
+                )
             try:
                 conn.execute(
                     "INSERT INTO nodes (id, path, parent, name, owner, type, labels,"
@@ -218,14 +224,49 @@ class Store:
             args = (path, len(path) + 1, path + "/")
             ids = [r[0] for r in conn.execute(f"SELECT id FROM nodes WHERE {sub}", args)]
             blobs = self._drop_objects(conn, ids)
+            graph.drop(conn, ids)
             conn.execute(f"DELETE FROM nodes WHERE {sub}", args)
         self._collect(blobs)
 
+    # -- lineage ----------------------------------------------------------------
+    def _by_ref(self, conn: sqlite3.Connection, user: str, ref: str) -> sqlite3.Row:
+        """The row of a node given by path or id; another user's id is not found."""
+        if ref.startswith("/"):
+            return self._row(conn, self._own(user, ref))
+        row = conn.execute("SELECT * FROM nodes WHERE id = ?", (ref,)).fetchone()
+        if row is None or row["owner"] != user:
+            raise NodeNotFound(ref)
+        return row  # type: ignore[no-any-return]
+
+    def add_edges(self, user: str, pairs: Sequence[tuple[str, str]]) -> None:
+        """Link (from, to) node ids: all of them or, on any bad pair, none."""
+        if len(pairs) > graph.MAX_EDGES:
+            raise InvalidInput(f"{len(pairs)} edges in one request (at most {graph.MAX_EDGES})")
+        with self.db.write() as conn:
+            for src, dst in pairs:
+                graph.check_pair(self._linkable(conn, user, src), self._linkable(conn, user, dst))
+            graph.add(conn, user, pairs, now())
+
+    def _linkable(self, conn: sqlite3.Connection, user: str, node_id: str) -> sqlite3.Row:
+        row = conn.execute("SELECT * FROM nodes WHERE id = ?", (node_id,)).fetchone()
+        if row is None:
+            raise NodeNotFound(node_id)
+        if row["owner"] != user:
+            raise PermissionDenied(f"permission denied: node {node_id} is not user '{user}'s")
+        return row  # type: ignore[no-any-return]
+
+    def lineage(self, user: str, path_or_id: str) -> Lineage:
+        conn = self.db.conn()
+        row = self._by_ref(conn, user, path_or_id)
+        inbound, outbound = graph.neighbours(conn, row["id"])
+        return Lineage(_node(row), tuple(map(_node, inbound)), tuple(map(_node, outbound)))
+
     # -- objects ----------------------------------------------------------------
     def _artifact(self, conn: sqlite3.Connection, user: str, node_path: str) -> str:
+        """The id of the node at ``node_path``, if it is one that holds objects."""
         row = self._row(conn, self._own(user, node_path))
-        if row["type"] != ARTIFACT:
-            raise InvalidInput(f"node {row['path']} is a {row['type']}, not an Artifact")
+        if row["type"] not in HOLDS_OBJECTS:
+            raise InvalidInput(f"node {row['path']} is a {row['type']}, not an Artifact or Run")
         return str(row["id"])
 
     def list_objects(

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from ..remotes.store import Store
-from . import multipart, nodes, objects
+from . import graphs, multipart, nodes, objects
 from .accesslog import AccessLog
 from .context import Context, user_of
 from .errors import error_response
@@ -31,7 +31,9 @@ def create_app(data_dir: Path, prefix: str = "", limits: Limits | None = None) -
     routes = _routes()
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     app = Starlette(
-        routes=[Mount(prefix, routes=routes)] if prefix else routes, lifespan=sweeping(store)
+        routes=[Mount(prefix, routes=routes)] if prefix else routes,
+        exception_handlers={404: not_found},
+        lifespan=sweeping(store),
     )
     app.state.ctx = Context.over(store, limits or Limits())
     return AccessLog(app)
@@ -48,6 +50,12 @@ def endpoint(func: Endpoint) -> Endpoint:
             return error_response(err)
 
     return wrapper
+
+
+async def not_found(_request: Request, _exc: Exception) -> Response:
+    """An unknown route: 404 with an empty body, which T9k's SDK reads as a wrong
+    server URL ('Incorrect URL') rather than as a missing node."""
+    return Response(status_code=404)
 
 
 async def userinfo(request: Request) -> Response:
@@ -75,6 +83,7 @@ def _routes() -> list[BaseRoute]:
             "DELETE": nodes.delete_node,
         },
         "/apis/v1/nodes/info": {"GET": nodes.node_info},
+        "/apis/v1/graphs": {"GET": graphs.get_graph, "POST": graphs.add_edges},
         "/apis/v1/objects/ls": {"GET": objects.list_objects},
         "/apis/v1/objects": {"GET": objects.get_object, "POST": objects.put_object},
         "/apis/v1/objects/delete": {"POST": objects.delete_objects},

@@ -21,7 +21,7 @@ from ..remotes.store import Store
 from ..remotes.users import user_for_key
 from .authlimit import AuthLimiter
 from .body import parse_json_object, read_limited
-from .errors import NoApiKey, UnknownApiKey
+from .errors import EmptyApiKey, NoApiKey, UnknownApiKey
 from .limits import Limits
 
 T = TypeVar("T")
@@ -64,6 +64,8 @@ async def user_of(request: Request) -> str:
     """The user the request's key belongs to; looked up on every call so a revoke
     takes effect at once."""
     key = api_key(request)
+    if key is None and request.query_params.get("apikey") == "":
+        raise EmptyApiKey("empty api key")
     if key is None:
         raise NoApiKey("no api key: send 'Authorization: Bearer KEY' or '?apikey=KEY'")
     ctx = context(request)

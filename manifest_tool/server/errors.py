@@ -21,6 +21,7 @@ from ..errors import (
     ManifestToolError,
     NameConflict,
     NodeNotFound,
+    NotAFolder,
     PermissionDenied,
     RevisionMismatch,
 )
@@ -48,6 +49,10 @@ class NoApiKey(AuthError):
     """The request carried no key (401)."""
 
 
+class EmptyApiKey(AuthError):
+    """``apikey=`` with nothing after it (400, in the words of T9k's gateway)."""
+
+
 class UnknownApiKey(AuthError):
     """The key is not one the server issued, or it was revoked (400)."""
 
@@ -60,6 +65,9 @@ class RangeNotSatisfiable(ManifestToolError):
         super().__init__(f"range not satisfiable: the object has {size} bytes")
 
 
+DETAIL_HEADER = "X-Error-Detail"  # extension: why a T9k-worded refusal happened
+# T9k's gateway's text for an empty key; its SDK matches the start of it
+EMPTY_KEY = "query is needed: apikey"
 DISK_FULL = "server disk full: nothing was stored; free space on the server, then retry"
 
 
@@ -90,6 +98,10 @@ def _known(err: ManifestToolError) -> Response:
         return PlainTextResponse(str(err), 400)
     if isinstance(err, PermissionDenied):
         return PlainTextResponse("permission denied", 403)
+    if isinstance(err, NotAFolder):
+        return _not_a_folder(err)
+    if isinstance(err, EmptyApiKey):
+        return PlainTextResponse(EMPTY_KEY, 400)
     if isinstance(err, UnknownApiKey):
         return PlainTextResponse("api key not found\n", 400)
     if isinstance(err, NoApiKey):
@@ -107,6 +119,16 @@ def _known(err: ManifestToolError) -> Response:
     if isinstance(err, ChecksumMismatch | InvalidInput):
         return _json(str(err), 400)
     return _unexpected(err)
+
+
+def _not_a_folder(err: NotAFolder) -> Response:
+    """403 with T9k's exact body, so its SDK raises RuntimeError('Permission denied').
+
+    Not a 404 'node not found': the SDK would read that as a missing folder and, with
+    make_folder, find the node there and retry the create without end. The reason
+    travels in a header our own client reads.
+    """
+    return PlainTextResponse("permission denied", 403, headers={DETAIL_HEADER: str(err)})
 
 
 def _disk_full(err: Exception) -> bool:

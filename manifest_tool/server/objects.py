@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import InvalidInput
 from ..paths import check_key
-from ..remotes.base import ARTIFACT, ObjectInfo
+from ..remotes.base import HOLDS_OBJECTS, ObjectInfo
 from ..remotes.blobs import md5_from_header
 from ..remotes.store import Store
 from .context import (
@@ -31,18 +31,19 @@ MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
 def resolve_object(store: Store, user: str, path: str) -> tuple[str, str]:
-    """Split ``/user/folder/artifact/key/...`` into the Artifact node's path and the key.
+    """Split ``/user/folder/artifact/key/...`` into the node's path and the key.
 
-    The node is the first prefix that is an Artifact (Artifacts have no child nodes).
+    The node is the first prefix that is an Artifact or a Run (neither has child
+    nodes).
     """
     if not path.startswith("/"):
         raise InvalidInput(f"object path {path!r} must start with '/'")
     parts = path[1:].split("/")
     for depth in range(2, len(parts)):
         prefix = "/" + "/".join(parts[:depth])
-        if store.node_info(user, prefix).type == ARTIFACT:
+        if store.node_info(user, prefix).type in HOLDS_OBJECTS:
             return prefix, check_key("/".join(parts[depth:]), "object key", allow_reserved=True)
-    raise InvalidInput(f"{path!r} is not NODE_PATH/KEY below an Artifact node")
+    raise InvalidInput(f"{path!r} is not NODE_PATH/KEY below an Artifact or Run node")
 
 
 def expected_md5(request: Request) -> str | None:
