@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from .errors import InvalidInput, ManifestInvalid
 from .localdir import write_atomic
 from .model import ArtifactSpec, Manifest, ObjectKind, ObjectSpec
-from .paths import resolve_obj_path
+from .paths import key_clash, resolve_obj_path
 from .sources import check_exclude, check_glob, glob_folder
 from .templating import EnvScope, render, visible_env
 from .yamlpos import Document, JsonPath, Pos, YamlSyntaxError, format_path, parse
@@ -301,17 +301,8 @@ def _claim(
         claimed[key] = (kind, source, line)
         return
     other_kind, other_source, other_line = claimed[key]
-    if other_kind != kind:
-        message = (
-            f"object path '{key}' is both a {other_kind} ({other_source!r}, line {other_line}) "
-            f"and a {kind} (a path is a file or a reference, never both: change one obj_path)"
-        )
-    else:
-        message = (
-            f"object path '{key}' is already used by {other_kind} {other_source!r} on line "
-            f"{other_line} (give one of them another obj_path)"
-        )
-    problems.at_value(at, message)
+    first = f"{other_kind} {other_source!r} (line {other_line})"
+    problems.at_value(at, key_clash(key, first, f"{kind} {source!r}"))
 
 
 def _report(problems: _Problems, at: JsonPath, check: Any, value: Any) -> None:

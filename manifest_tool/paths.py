@@ -60,3 +60,12 @@ def _basename(source: str) -> str:
     if "://" in stripped:
         stripped = stripped.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
     return posixpath.basename(stripped.replace(os.sep, "/"))
+
+
+def key_clash(key: str, first: str, second: str) -> str:
+    """The one message for an object path that two sources declare (the manifest's
+    static check and the expanded sources both say it this way)."""
+    return (
+        f"object path '{key}' comes from both {first} and {second} "
+        "(give one of them another obj_path, or exclude it)"
+    )

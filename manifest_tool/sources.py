@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from .cache import gc_paused
 from .errors import InvalidInput, ManifestInvalid
 from .model import ArtifactSpec, Expansion, LocalFile, Manifest, ObjectSpec, Reference
-from .paths import RESERVED_ROOT_NAMES, check_key, join_key, resolve_obj_path
+from .paths import RESERVED_ROOT_NAMES, check_key, join_key, key_clash, resolve_obj_path
 from .walker import Walker, inside
 
 if TYPE_CHECKING:
@@ -343,13 +343,9 @@ class _Expander:
         mine = {item.key: item for item in items}
         for key in taken[:_MAX_CLASHES]:
             other = self.spec.objects[owner[key]]
-            self._problem(
-                obj,
-                f"object path '{key}' comes from both {_describe(declared[key], self.root)} "
-                f"({other.kind} '{other.source}', line {other.line}) and "
-                f"{_describe(mine[key], self.root)} (give one of them another obj_path, "
-                "or exclude it)",
-            )
+            where = f"({other.kind} '{other.source}', line {other.line})"
+            first = f"{_describe(declared[key], self.root)} {where}"
+            self._problem(obj, key_clash(key, first, _describe(mine[key], self.root)))
         if len(taken) > _MAX_CLASHES:
             more = len(taken) - _MAX_CLASHES
             self._problem(obj, f"... and {more} more object paths taken twice")

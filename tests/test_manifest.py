@@ -265,17 +265,18 @@ BAD: list[tuple[str, str, list[str]]] = [
         "two files on one key",
         HEAD + "      - file: x/data.csv\n      - file: y/data.csv\n",
         [
-            "6:9: $.artifacts[0].objects[1]: object path 'data.csv' is already used by file "
-            "'x/data.csv' on line 5 (give one of them another obj_path)"
+            "6:9: $.artifacts[0].objects[1]: object path 'data.csv' comes from both file "
+            "'x/data.csv' (line 5) and file 'y/data.csv' (give one of them another obj_path, "
+            "or exclude it)"
         ],
     ),
     (
         "file and reference on one key",
         HEAD + "      - file: data/raw.tgz\n      - reference: https://e.org/raw.tgz\n",
         [
-            "6:9: $.artifacts[0].objects[1]: object path 'raw.tgz' is both a file "
-            "('data/raw.tgz', line 5) and a reference (a path is a file or a reference, "
-            "never both: change one obj_path)"
+            "6:9: $.artifacts[0].objects[1]: object path 'raw.tgz' comes from both file "
+            "'data/raw.tgz' (line 5) and reference 'https://e.org/raw.tgz' (give one of them "
+            "another obj_path, or exclude it)"
         ],
     ),
     (
@@ -443,8 +444,8 @@ BAD: list[tuple[str, str, list[str]]] = [
             f"5:15: $.artifacts[0].objects[0].file: '/abs' is absolute ({RELATIVE})",
             f"6:14: $.artifacts[0].objects[1].dir: '../up' leaves the manifest's directory "
             f"({RELATIVE})",
-            "8:9: $.artifacts[0].objects[3]: object path 'x' is already used by file 'a/x' "
-            "on line 7 (give one of them another obj_path)",
+            "8:9: $.artifacts[0].objects[3]: object path 'x' comes from both file 'a/x' "
+            "(line 7) and file 'b/x' (give one of them another obj_path, or exclude it)",
         ],
     ),
 ]
