@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -47,6 +47,11 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _usage_error(err: click.UsageError) -> NoReturn:
+    err.show()  # click's usage text and the one-line reason, on stderr
+    sys.exit(1)
+
+
 class LazyGroup(click.Group):
     """Imports a subcommand's module only when that subcommand is asked for."""
 
@@ -60,15 +65,13 @@ class LazyGroup(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as err:
-            err.exit_code = 1
-            raise
+            _usage_error(err)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.UsageError as err:
-            err.exit_code = 1
-            raise
+            _usage_error(err)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         from .commands import COMMANDS
