@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from .publish import check_strategy
 from .walker import plain_files
 
 KIND = "Artifact"
+log = logging.getLogger(__name__)
 
 
 def parent_dir() -> Path:
@@ -38,6 +40,7 @@ class Artifact:
     def add_file(self, file_path: str, obj_path: str | None = None) -> None:
         """Copy a local file into the artifact at ``obj_path`` (T9k's rules)."""
         if not os.path.isfile(file_path):
+            log.error("File %s does not exist", file_path)
             raise MissingSource(f"File not found: {file_path!r}")
         key = self._free_key(resolve_obj_path(str(file_path), obj_path), as_file=True)
         self._copy_in(Path(file_path), key)
@@ -45,6 +48,7 @@ class Artifact:
     def add_dir(self, dir_path: str, obj_path: str | None = None) -> None:
         """Copy every file below a directory into the artifact under ``obj_path``."""
         if not os.path.isdir(dir_path):
+            log.error("Directory %s does not exist", dir_path)
             raise MissingSource(f"Directory not found: {dir_path!r}")
         prefix = resolve_obj_path(str(dir_path), obj_path)
         pairs = [(Path(src), join_key(prefix, rel)) for src, rel in plain_files(dir_path)]

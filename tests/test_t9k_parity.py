@@ -1,0 +1,155 @@
+"""Issue 10: the Python API behaves as T9k's SDK 0.6.0b0 ``t9k.em`` does, row by row
+(exception types, login, reference keys, on-disk bytes, history, loading, logging),
+on the embedded store and over HTTP alike."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import USER, Remote
+
+from manifest_tool import Artifact, create_artifact, load_artifact, login, session
+
+BOB = "bob"
+LogIn = Callable[[str], None]
+
+
+@pytest.fixture(scope="module")
+def parity_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from serverutil import running_server
+
+    with running_server(tmp_path_factory.mktemp("srv"), users=[USER, BOB]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def http_server(parity_server: object) -> tuple[str, str]:
+    """The ``remote`` fixture's server, here with a second user, bob."""
+    return parity_server.url, parity_server.keys[USER]  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def as_user(
+    remote: Remote, api_env: None, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> LogIn:
+    """``as_user(name)`` logs the Python API in to ``remote`` as that user."""
+
+    def log_in(user: str) -> None:
+        session.reset()
+        if remote.url.startswith("file:"):
+            monkeypatch.setenv("MANIFEST_TOOL_USER", user)
+            login(remote.url)
+        else:
+            server = request.getfixturevalue("parity_server")
+            login(ais_host=remote.url, api_key=server.keys[user])
+
+    log_in(USER)
+    return log_in
+
+
+def make(name: str, files: dict[str, bytes], tmp: Path) -> Artifact:
+    art = create_artifact(name)
+    for key, data in files.items():
+        src = tmp / "src" / key
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_bytes(data)
+        art.add_file(str(src), key)
+    return art
+
+
+# -- 1. exception types ------------------------------------------------------------------
+def test_conflict_strategy_error_is_a_runtime_error(as_user: LogIn, tmp_path: Path) -> None:
+    make("shared", {"a.txt": b"theirs"}, tmp_path).upload(folder="f", make_folder=True)
+    with pytest.raises(RuntimeError, match=r"^Artifact already exists in Folder /alice/f"):
+        make("shared", {"a.txt": b"ours"}, tmp_path).upload(folder="f", conflict_strategy="error")
+
+
+def test_another_users_path_is_a_runtime_error_on_upload_and_load(
+    as_user: LogIn, tmp_path: Path
+) -> None:
+    make("private", {"s.txt": b"secret"}, tmp_path).upload(folder="cv", make_folder=True)
+    as_user(BOB)
+    with pytest.raises(RuntimeError, match=r"(?i)permission denied"):
+        load_artifact("/alice/cv/private")
+    with pytest.raises(RuntimeError, match=r"(?i)permission denied"):
+        make("mine", {"b.txt": b"b"}, tmp_path).upload(folder="/alice/cv")
+
+
+def test_load_of_a_missing_remote_path_is_an_os_error(as_user: LogIn) -> None:
+    with pytest.raises(OSError, match="/alice/nowhere/x"):
+        load_artifact("nowhere/x")
+
+
+def test_load_of_a_folder_is_a_runtime_error(as_user: LogIn, tmp_path: Path) -> None:
+    make("m", {"a": b"a"}, tmp_path).upload(folder="cv", make_folder=True)
+    with pytest.raises(RuntimeError, match=r"^Remote path refers to type 'Folder' rather than"):
+        load_artifact("/alice/cv")
+
+
+def test_a_local_dir_without_metadata_is_file_not_found(
+    api_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "plain").mkdir()
+    monkeypatch.setenv("MANIFEST_TOOL_REMOTE", f"file:{tmp_path / 'store'}")
+    with pytest.raises(FileNotFoundError, match=r"metadata\.yaml"):
+        load_artifact(str(tmp_path / "plain"))
+
+
+# -- 1 and 2. login ---------------------------------------------------------------------
+def test_login_takes_the_sdks_parameter_names_and_the_host_alias(
+    remote: Remote, api_env: None, parity_server: object
+) -> None:
+    key = remote.env.get("MANIFEST_TOOL_API_KEY")
+    if remote.url.startswith("file:"):
+        login(ais_host=remote.url, timeout=5)
+        login(host=remote.url)
+        login(remote.url, None, 5)
+    else:
+        login(ais_host=remote.url, api_key=key, timeout=5)
+        login(host=remote.url, api_key=key)
+        login(remote.url, key, 5)
+    assert session.remote().whoami() == USER
+
+
+def test_login_errors_are_the_sdks_types(api_env: None, parity_server: object) -> None:
+    url = parity_server.url  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="not known"):
+        login(ais_host=url, api_key="00000000-0000-4000-8000-000000000000")
+    with pytest.raises(ValueError, match="Invalid API Key format"):
+        login(ais_host=url, api_key="not-a-uuid")
+    with pytest.raises(ValueError, match="API Key not provided"):
+        login(ais_host=url)
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    key = parity_server.keys[USER]  # type: ignore[attr-defined]
+    with pytest.raises(requests.ConnectionError):
+        login(ais_host=f"http://127.0.0.1:{port}", api_key=key)
+
+
+# -- 7. logging -------------------------------------------------------------------------
+def test_upload_and_load_log_what_the_sdk_logs(
+    as_user: LogIn,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.INFO, logger="manifest_tool")
+    make("shared", {"a.txt": b"theirs"}, tmp_path).upload(folder="f", make_folder=True)
+    make("shared", {"a.txt": b"ours"}, tmp_path).upload(folder="f", conflict_strategy="skip")
+    with pytest.raises(RuntimeError):
+        make("shared", {"a.txt": b"x"}, tmp_path).upload(folder="f", conflict_strategy="error")
+    load_artifact("f/shared")
+    lines = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    msgs = [m for _, _, m in lines]
+    assert all(name.startswith("manifest_tool") for name, _, _ in lines)
+    assert "Artifact shared already exists in Folder /alice/f, skip this upload" in msgs
+    assert "ERROR" in {level for _, level, m in lines if m.endswith(", abort")}
+    assert "Loaded Artifact from remote path f/shared" in msgs
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
