@@ -14,7 +14,7 @@ from .errors import InvalidInput, MissingSource
 from .hashing import md5_file
 from .identity import check_alternative_name, check_artifact_name, new_identity
 from .localdir import write_yaml_atomic
-from .paths import join_key, resolve_obj_path
+from .paths import join_key, reference_key, resolve_obj_path
 from .publish import check_strategy
 from .walker import plain_files
 
@@ -59,7 +59,7 @@ class Artifact:
 
     def add_reference(self, uri: str, obj_path: str | None = None) -> None:
         """Record ``uri`` as an object of the artifact, without fetching it."""
-        key = self._free_key(resolve_obj_path(uri, obj_path), as_file=False)
+        key = self._free_key(reference_key(uri, obj_path), as_file=False)
         self.objects[key] = {"path": key, "uri": uri}
         self._save_references()
 
@@ -120,7 +120,7 @@ class Artifact:
         self._save_references()
 
     def _save_references(self) -> None:
-        refs = {k: o["uri"] for k, o in sorted(self.objects.items()) if "uri" in o}
+        refs = {k: o["uri"] for k, o in self.objects.items() if "uri" in o}  # T9k: as added
         path = Path(self.local, "references.yaml")
         if refs:
             Path(self.local).mkdir(parents=True, exist_ok=True)

@@ -119,7 +119,7 @@ def put_metadata(
 
 
 def _references(objects: dict[str, dict[str, Any]]) -> dict[str, str]:
-    return {k: str(o["uri"]) for k, o in sorted(objects.items()) if "uri" in o}
+    return {k: str(o["uri"]) for k, o in objects.items() if "uri" in o}  # as added: T9k's order
 
 
 def node_for(remote: Remote, path: str) -> Node:

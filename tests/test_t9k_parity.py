@@ -153,3 +153,103 @@ def test_upload_and_load_log_what_the_sdk_logs(
     assert "Loaded Artifact from remote path f/shared" in msgs
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
+
+
+# -- 3. reference keys ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("uri", "obj_path", "key"),
+    [
+        ("https://e.org/m.tar.gz?x=1", "raw/", "raw/m.tar.gz?x=1"),
+        ("https://e.org/m.tar.gz?x=1", None, "m.tar.gz?x=1"),
+        ("https://e.org/a/b.bin#frag", None, "b.bin#frag"),
+        ("https://e.org/a?p=x/y", "/r/", "r/y"),
+        ("https://e.org/dir/", "named", "named"),
+        ("s3://bucket/k", "/top", "top"),
+    ],
+)
+def test_a_reference_key_is_the_uri_basename_as_the_sdk_takes_it(
+    api_env: None, uri: str, obj_path: str | None, key: str
+) -> None:
+    art = create_artifact("refs")
+    art.add_reference(uri, obj_path)
+    assert art.objects == {key: {"path": key, "uri": uri}}
+
+
+@pytest.mark.parametrize("obj_path", [None, "raw/"])
+def test_a_reference_ending_in_a_slash_needs_a_name(api_env: None, obj_path: str | None) -> None:
+    art = create_artifact("refs")
+    with pytest.raises(ValueError, match="ends in '/'"):
+        art.add_reference("https://e.org/dir/", obj_path)
+    assert art.objects == {}
+
+
+# -- 4. the same bytes on disk ----------------------------------------------------------
+GOLDEN = Path(__file__).parent / "golden" / "t9k"  # written by the SDK's write_yaml_file
+GOLDEN_REFS = [
+    ("https://e.org/m.tar.gz?x=1", "raw/"),
+    ("s3://b/zeta", None),
+    ("https://e.org/alpha#f", None),
+    ("https://e.org/\u6570\u636e", None),
+]
+
+
+def golden_artifact() -> Artifact:
+    """The artifact whose files the SDK wrote into tests/golden/t9k (same history)."""
+    host = "http://127.0.0.1:8080/t9k/aistore/server"
+    node = "11111111-2222-4333-8444-555555555555"
+    art = Artifact(
+        {
+            "name": "golden",
+            "labels": ["\u6807\u7b7e", "\xfc-label", "plain"],
+            "description": "Beschreibung: gr\xf6\xdfer \u2014 \u8bf4\u660e",
+            "createdTimestamp": "2026-11-29T17:00:00.123456+08:00",
+            "alternativeName": "golden_261129_170000_abc123",
+            "remote": [
+                {"action": "upload", "timestamp": "2026-11-29T17:00:01.000001+08:00",
+                 "host": host, "id": node, "path": "/alice/f/golden"},
+                {"action": "download", "timestamp": "2026-11-29T17:00:02.000002+08:00",
+                 "host": host, "path": "/alice/f/golden", "id": node},
+            ],
+        }
+    )  # fmt: skip
+    art.save()
+    for uri, obj_path in GOLDEN_REFS:
+        art.add_reference(uri, obj_path)
+    return art
+
+
+def test_metadata_and_references_are_the_sdks_bytes(api_env: None) -> None:
+    art = golden_artifact()
+    for name in ("metadata.yaml", "references.yaml"):
+        assert Path(art.local, name).read_bytes() == (GOLDEN / name).read_bytes(), name
+
+
+def test_loading_and_saving_keeps_the_bytes(api_env: None) -> None:
+    from manifest_tool.loading import load_local
+
+    art = golden_artifact()
+    loaded = load_local(Path(art.local))
+    assert [k for k, o in loaded.objects.items() if "uri" in o] == [
+        "raw/m.tar.gz?x=1", "zeta", "alpha#f", "\u6570\u636e",
+    ]  # fmt: skip
+    loaded.save()
+    for name in ("metadata.yaml", "references.yaml"):
+        assert Path(art.local, name).read_bytes() == (GOLDEN / name).read_bytes(), name
+
+
+def test_the_uploaded_yaml_is_the_local_yaml(as_user: LogIn, tmp_path: Path) -> None:
+    art = golden_artifact()
+    art.upload(folder="f", make_folder=True)
+    node = f"/alice/f/{art.name}"
+    entry = art.remote[-1]
+    assert list(entry) == ["action", "timestamp", "host", "id", "path"]
+    for name in ("metadata.yaml", "references.yaml"):
+        dest = tmp_path / "got" / name
+        dest.parent.mkdir(exist_ok=True)
+        session.remote().get_object(node, name, dest)
+        assert dest.read_bytes() == Path(art.local, name).read_bytes(), name
+    assert (
+        Path(art.local, "references.yaml").read_bytes() == (GOLDEN / "references.yaml").read_bytes()
+    )
+    loaded = load_artifact(node)
+    assert list(loaded.remote[-1]) == ["action", "timestamp", "host", "path", "id"]
