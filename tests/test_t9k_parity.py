@@ -253,3 +253,27 @@ def test_the_uploaded_yaml_is_the_local_yaml(as_user: LogIn, tmp_path: Path) -> 
     )
     loaded = load_artifact(node)
     assert list(loaded.remote[-1]) == ["action", "timestamp", "host", "path", "id"]
+
+
+# -- 6. loading keeps every object ------------------------------------------------------
+ODD_NAMES = {
+    "w": b"w",
+    ".w.part": b"not a temp file",
+    ".manifest-tool-download-1/x": b"not staging",
+    ".manifest-tool-download-odd-abc/0": b"nor this",
+    "sub/.hidden": b"h",
+}
+
+
+def test_loading_keeps_every_object_whatever_its_name(
+    as_user: LogIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    art = make("odd", ODD_NAMES, tmp_path)
+    art.upload(folder="f", make_folder=True)
+    monkeypatch.setenv("EM_ARTIFACT_PARENT_DIR", str(tmp_path / "elsewhere"))
+    loaded = load_artifact("f/odd")
+    assert set(loaded.objects) == set(ODD_NAMES)
+    for key, data in ODD_NAMES.items():
+        assert Path(loaded.local, key).read_bytes() == data
+    assert set(load_artifact(loaded.local).objects) == set(ODD_NAMES)
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == [art.alternative_name]
