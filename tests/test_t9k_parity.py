@@ -277,3 +277,53 @@ def test_loading_keeps_every_object_whatever_its_name(
         assert Path(loaded.local, key).read_bytes() == data
     assert set(load_artifact(loaded.local).objects) == set(ODD_NAMES)
     assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == [art.alternative_name]
+
+
+# -- 5. adopting an SDK-uploaded artifact -----------------------------------------------
+ADOPT_MANIFEST = """\
+version: 1
+artifacts:
+  - name: ds
+    folder: {folder}
+    make_folder: true
+    labels: [{label}]
+    description: from the manifest
+    alternative_name: {alt}
+    objects:
+      - dir: data
+"""
+
+
+@pytest.mark.parametrize("change", ["content", "labels"])
+def test_a_manifest_pinning_an_sdk_artifact_keeps_its_timestamp_and_history(
+    as_user: LogIn, remote: Remote, tmp_path: Path, change: str
+) -> None:
+    import yaml
+    from conftest import Project, run_in_process
+
+    art = create_artifact("ds", labels=["a"], description="from the manifest")
+    (tmp_path / "sdk").mkdir()
+    (tmp_path / "sdk" / "a.txt").write_bytes(b"alpha\n")
+    art.add_file(str(tmp_path / "sdk" / "a.txt"))
+    folder = f"adopt-{change}"  # the HTTP server is the module's: one folder per case
+    art.upload(folder=folder, make_folder=True)
+    uploaded = list(art.remote)
+    project = Project(tmp_path / "project")
+    project.write("data/a.txt", b"alpha\n" if change == "labels" else b"changed\n")
+    label = "b" if change == "labels" else "a"
+    project.manifest(ADOPT_MANIFEST.format(folder=folder, label=label, alt=art.alternative_name))
+    code, out, err = run_in_process(
+        "apply", "--remote", remote.url, cwd=project.root, env=remote.env
+    )
+    assert code == 0, out + err
+    got = tmp_path / "got.yaml"
+    session.remote().get_object(f"/alice/{folder}/ds", "metadata.yaml", got)
+    meta = yaml.safe_load(got.read_text())
+    assert meta["createdTimestamp"] == art.created_timestamp
+    assert meta["remote"][:-1] == uploaded and meta["remote"][-1]["action"] == "upload"
+    lock = yaml.safe_load((project.root / "artifacts.lock").read_text())["artifacts"]["ds"]
+    assert lock["createdTimestamp"] == art.created_timestamp
+    code, out, err = run_in_process(
+        "plan", "--remote", remote.url, cwd=project.root, env=remote.env
+    )
+    assert (code, out) == (0, "No changes.\n"), out + err
