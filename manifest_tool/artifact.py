@@ -67,6 +67,7 @@ class Artifact:
         current = self.objects.get(key)
         if current is not None and ("uri" in current) == as_file:
             kind = "a reference" if as_file else "a file"
+            log.error("Failed to add object %s: it is already %s of the Artifact", key, kind)
             raise InvalidInput(f"object path {key!r} is already {kind} of this Artifact")
         if as_file:
             self._check_no_clash(key)
@@ -177,4 +178,5 @@ def create_artifact(name: str, labels: list[str] | None = None, description: str
         }
     )
     artifact.save()
+    log.info("Artifact %s saved to local directory %s", name, artifact.local)
     return artifact

@@ -146,6 +146,7 @@ def download_artifact(remote: Remote, path: str, parent: Path) -> Artifact:
     art = Artifact(metadata)
     art.local = str((parent / art.alternative_name).absolute())
     files = [o for k, o in sorted(present.items()) if k not in RESERVED_ROOT_NAMES]
+    log.info("Downloading all objects of Artifact %s to local directory %s", node.path, art.local)
     fetch_all(remote, node.path, files, Path(art.local), force=True)  # as the SDK does
     art.objects = {
         o.path: {"path": o.path, "size_bytes": o.size_bytes, "checksum": o.checksum} for o in files

@@ -151,6 +151,15 @@ def test_upload_and_load_log_what_the_sdk_logs(
     assert "Artifact shared already exists in Folder /alice/f, skip this upload" in msgs
     assert "ERROR" in {level for _, level, m in lines if m.endswith(", abort")}
     assert "Loaded Artifact from remote path f/shared" in msgs
+    with pytest.raises(ValueError):
+        art = create_artifact("clash")
+        art.add_reference("s3://b/k")
+        art.add_reference("s3://b/k")  # the same reference again is fine
+        art.add_file(__file__, "k")
+    assert any(
+        level == "ERROR" and "Failed to add object k" in m
+        for _, level, m in ((r.name, r.levelname, r.getMessage()) for r in caplog.records)
+    )
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
 
