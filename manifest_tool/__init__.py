@@ -7,7 +7,6 @@ commands do not pay for modules they never call.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,15 +32,10 @@ def __getattr__(name: str) -> Any:
 def load_artifact(path: str) -> Artifact:
     """An Artifact from a local directory, or from the remote (``/alice/cv/x``, ``cv/x``).
 
-    A path naming an existing local directory holding ``metadata.yaml`` is read from
-    disk; anything else is a remote node path, downloaded below
-    ``$EM_ARTIFACT_PARENT_DIR`` with every checksum verified.
+    As in T9k's SDK, a path naming an existing local directory is read from disk (it
+    must hold ``metadata.yaml``); anything else is a remote node path, downloaded
+    below ``$EM_ARTIFACT_PARENT_DIR`` with every checksum verified.
     """
-    from .artifact import parent_dir
-    from .loading import load_local
-    from .session import remote
-    from .transfer import download_artifact
+    from .loading import load
 
-    if Path(path, "metadata.yaml").is_file():
-        return load_local(Path(path))
-    return download_artifact(remote(), path, parent_dir())
+    return load(path)

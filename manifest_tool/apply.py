@@ -26,7 +26,7 @@ from .plan import UPLOADING, ArtifactPlan, Desired, Plan
 from .planner import seen_of
 from .publish import history_entry, make_folders, open_node, seal, upload_all
 from .remotes.base import ARTIFACT, Node, Remote, Upload
-from .transfer import put_metadata
+from .transfer import put_metadata, remote_metadata
 
 OnUpload = Callable[[Upload], None]
 History = Callable[[Desired], list[dict[str, Any]]]
@@ -194,11 +194,19 @@ class Applier:
         """metadata.yaml (with a new history entry) on the node, and locally; returns
         the history entry."""
         entry = history_entry("upload", self.remote, node)
-        metadata = artifact_metadata(d, [*self.history(d), entry])
+        metadata = artifact_metadata(d, [*self._history(d, node), entry])
         put_metadata(self.remote, node.path, metadata, d.reference_map())
         if self.local_copies:
             write_local(d, metadata)
         return entry
+
+    def _history(self, d: Desired, node: Node) -> list[dict[str, Any]]:
+        """The history to append to: an adopted node's own, else the local copy's."""
+        if d.adopt:
+            held = remote_metadata(self.remote, node).get("remote")
+            if isinstance(held, list) and held:
+                return held
+        return self.history(d)
 
     def _prune(self, ap: ArtifactPlan) -> Applied:
         if ap.seen != "absent":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -13,11 +14,12 @@ from .errors import InvalidInput, MissingSource
 from .hashing import md5_file
 from .identity import check_alternative_name, check_artifact_name, new_identity
 from .localdir import write_yaml_atomic
-from .paths import join_key, resolve_obj_path
+from .paths import join_key, reference_key, resolve_obj_path
 from .publish import check_strategy
 from .walker import plain_files
 
 KIND = "Artifact"
+log = logging.getLogger(__name__)
 
 
 def parent_dir() -> Path:
@@ -38,6 +40,7 @@ class Artifact:
     def add_file(self, file_path: str, obj_path: str | None = None) -> None:
         """Copy a local file into the artifact at ``obj_path`` (T9k's rules)."""
         if not os.path.isfile(file_path):
+            log.error("File %s does not exist", file_path)
             raise MissingSource(f"File not found: {file_path!r}")
         key = self._free_key(resolve_obj_path(str(file_path), obj_path), as_file=True)
         self._copy_in(Path(file_path), key)
@@ -45,6 +48,7 @@ class Artifact:
     def add_dir(self, dir_path: str, obj_path: str | None = None) -> None:
         """Copy every file below a directory into the artifact under ``obj_path``."""
         if not os.path.isdir(dir_path):
+            log.error("Directory %s does not exist", dir_path)
             raise MissingSource(f"Directory not found: {dir_path!r}")
         prefix = resolve_obj_path(str(dir_path), obj_path)
         pairs = [(Path(src), join_key(prefix, rel)) for src, rel in plain_files(dir_path)]
@@ -55,7 +59,7 @@ class Artifact:
 
     def add_reference(self, uri: str, obj_path: str | None = None) -> None:
         """Record ``uri`` as an object of the artifact, without fetching it."""
-        key = self._free_key(resolve_obj_path(uri, obj_path), as_file=False)
+        key = self._free_key(reference_key(uri, obj_path), as_file=False)
         self.objects[key] = {"path": key, "uri": uri}
         self._save_references()
 
@@ -63,6 +67,7 @@ class Artifact:
         current = self.objects.get(key)
         if current is not None and ("uri" in current) == as_file:
             kind = "a reference" if as_file else "a file"
+            log.error("Failed to add object %s: it is already %s of the Artifact", key, kind)
             raise InvalidInput(f"object path {key!r} is already {kind} of this Artifact")
         if as_file:
             self._check_no_clash(key)
@@ -116,7 +121,7 @@ class Artifact:
         self._save_references()
 
     def _save_references(self) -> None:
-        refs = {k: o["uri"] for k, o in sorted(self.objects.items()) if "uri" in o}
+        refs = {k: o["uri"] for k, o in self.objects.items() if "uri" in o}  # T9k: as added
         path = Path(self.local, "references.yaml")
         if refs:
             Path(self.local).mkdir(parents=True, exist_ok=True)
@@ -173,4 +178,5 @@ def create_artifact(name: str, labels: list[str] | None = None, description: str
         }
     )
     artifact.save()
+    log.info("Artifact %s saved to local directory %s", name, artifact.local)
     return artifact

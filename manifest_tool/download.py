@@ -1,8 +1,9 @@
 """Downloading a node's objects into a directory: verified, atomic, never clobbering.
 
-Every object is fetched into a staging directory inside the destination (so the
-final rename stays on one filesystem) under a numbered name that no object key can
-take, checked against its MD5, and only then moved to its place. A local file that
+Every object is fetched into a staging directory beside the destination (a sibling,
+so the final rename stays on one filesystem, and outside it, so that no object of
+any name is ever taken for staging) under a numbered name, checked against its MD5,
+and only then moved to its place. A local file that
 differs from what would be written is refused unless ``force``, before anything is
 fetched, so a refused pull writes nothing.
 """
@@ -44,9 +45,9 @@ def fetch_all(
         return 0
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
     except OSError as err:
         raise write_error(err, dest) from None
+    staging = _staging_dir(dest)
     try:
         jobs = [(o, path, staging / str(i)) for i, (o, path) in enumerate(todo)]
         with ThreadPoolExecutor(WORKERS) as pool:
@@ -65,6 +66,16 @@ def _place(part: Path, path: Path) -> None:
         os.replace(part, path)
     except OSError as err:
         raise write_error(err, path) from None
+
+
+def _staging_dir(dest: Path) -> Path:
+    try:
+        return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{dest.name}-", dir=dest.parent))
+    except OSError as err:
+        raise ManifestToolError(
+            f"cannot download into {dest}: no room to stage beside it in {dest.parent} "
+            f"({err.strerror or err}); choose a destination in a writable folder"
+        ) from None
 
 
 def _refuse_nesting(node_path: str, keys: Sequence[str]) -> None:

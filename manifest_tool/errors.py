@@ -63,16 +63,37 @@ class NameConflict(RemoteError):
     """A node of that name already exists in the parent."""
 
 
-class PermissionDenied(RemoteError):
-    """The user may not touch that path."""
+class PermissionDenied(RemoteError, RuntimeError):
+    """The user may not touch that path (a RuntimeError, as T9k's SDK raises it)."""
 
 
 class AuthError(RemoteError):
     """No API key, or one the server does not know."""
 
 
-class ConflictError(ManifestToolError):
-    """An artifact exists where we want to upload and the strategy says 'error'."""
+class KeyNotFound(AuthError, RuntimeError):
+    """The server does not know the API key (T9k's SDK: RuntimeError)."""
+
+
+class KeyMissing(AuthError, ValueError):
+    """No API key was given, or it is not a UUID (T9k's SDK: ValueError)."""
+
+
+class NotFound(RemoteError, OSError):
+    """Neither a local directory nor a remote path (T9k's SDK: OSError)."""
+
+
+class NotAnArtifact(ManifestToolError, RuntimeError):
+    """The path names a node of another type (T9k's SDK: RuntimeError)."""
+
+
+class MissingMetadata(ManifestToolError, FileNotFoundError):
+    """A local artifact directory without metadata.yaml (T9k's SDK: FileNotFoundError)."""
+
+
+class ConflictError(ManifestToolError, RuntimeError):
+    """An artifact exists where we want to upload and the strategy says 'error'
+    (a RuntimeError, as T9k's SDK raises it)."""
 
 
 class ApplyBusy(ManifestToolError):

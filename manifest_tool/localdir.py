@@ -25,7 +25,11 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def dump_yaml(data: Any) -> bytes:
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode()
+    """An artifact's YAML (metadata.yaml, references.yaml) byte for byte as T9k's SDK
+    writes it: ``yaml.dump(data, sort_keys=False)``, whose other defaults escape
+    non-ASCII ("\\u6807") and keep insertion order. (The safe dumper: for the plain
+    dicts, lists and strings written here its output is the same.)"""
+    return yaml.safe_dump(data, sort_keys=False).encode("ascii")
 
 
 def write_yaml_atomic(path: Path, data: Any) -> None:

@@ -29,6 +29,24 @@ def resolve_obj_path(source: str, obj_path: str | None) -> str:
     return check_key(key, what=f"object path for {source!r}")
 
 
+def reference_key(uri: str, obj_path: str | None) -> str:
+    """The key ``Artifact.add_reference`` gives ``uri``: T9k's rule with the URI's
+    basename taken as a string (query and fragment kept, nothing after a trailing
+    '/'), so the Python API names references exactly as the SDK does. The manifest
+    keeps ``resolve_obj_path``'s rule (its documented behaviour)."""
+    base = uri.rpartition("/")[2]
+    key = obj_path or base
+    key = key[1:] if key.startswith("/") else key
+    if obj_path and key.endswith("/"):
+        key += base
+    if not base and (not obj_path or obj_path.endswith("/")):
+        raise InvalidInput(
+            f"reference {uri!r} ends in '/', so it has no name to use as its object "
+            "path: give obj_path a file name"
+        )
+    return check_key(key, what=f"object path for {uri!r}")
+
+
 def check_key(key: str, what: str = "object path", allow_reserved: bool = False) -> str:
     """Return ``key`` if it is a safe relative object path, else raise InvalidInput."""
     if not key:

@@ -57,6 +57,9 @@ class Desired:
     moved_from: str = ""
     # a folder change: the old node's lock entry, kept as an orphan once this is applied
     retired: LockEntry | None = None
+    # the identity is not yet in the lock: a node already holding it (an SDK upload of
+    # a pinned alternative_name) is adopted, keeping its createdTimestamp and history
+    adopt: bool = False
 
     @cached_property
     def files(self) -> tuple[HashedFile, ...]:

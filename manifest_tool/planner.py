@@ -188,9 +188,11 @@ def _decide(desired: Desired, reads: Reads, user: str) -> ArtifactPlan:
         and valid_alternative_name(other)  # it becomes our local directory's name
         and (not pin or other == pin)
     )
+    if node.type == ARTIFACT and other == desired.alternative_name:
+        desired = _adopted(desired, reads, node)
     if extra.get("contentDigest") == desired.digest and adoptable:
         return _same_content(desired, reads, node)
-    if node.type == ARTIFACT and extra.get("alternativeName") == desired.alternative_name:
+    if node.type == ARTIFACT and other == desired.alternative_name:
         return _update(desired, reads, node, "update")
     blocked = _blocked_rename(desired, reads, node)
     if blocked:
@@ -271,6 +273,15 @@ def _missing_folders(folder: str, reads: Reads, user: str) -> tuple[str, ...] | 
     return tuple(reversed(missing))
 
 
+def _adopted(desired: Desired, reads: Reads, node: Node) -> Desired:
+    """A node that already holds our identity before the lock does (say the SDK
+    uploaded it under the pinned alternative_name): its createdTimestamp stands."""
+    if not desired.adopt:
+        return desired  # the lock's timestamp is the node's: no read needed
+    created = _get(reads, "created", node.path) or node.created_at
+    return replace(desired, created_timestamp=str(created))
+
+
 def _same_content(desired: Desired, reads: Reads, node: Node) -> ArtifactPlan:
     other = node.extra_dict.get("alternativeName")
     if other and other != desired.alternative_name:
@@ -281,6 +292,7 @@ def _same_content(desired: Desired, reads: Reads, node: Node) -> ArtifactPlan:
             alternative_name=str(other),
             created_timestamp=str(created),
             local_dir=desired.local_dir.with_name(str(other)),
+            adopt=True,
         )
     spec = desired.spec
     same_meta = list(node.labels) == list(spec.labels) and node.description == spec.description
@@ -333,6 +345,7 @@ def _conflict(desired: Desired, reads: Reads, node: Node, other: str) -> Artifac
             desired, alt_path, "error", seen=seen_of(alt_node), message=refusal,
             refusal="conflict",
         )  # fmt: skip
+    desired = _adopted(desired, reads, alt_node)  # sibling_refusal: it holds our identity
     if alt_node.extra_dict.get("contentDigest") == desired.digest:
         return _same_content(desired, reads, alt_node)
     return _update(desired, reads, alt_node, "new")

@@ -189,10 +189,13 @@ def _send(remote: Remote, node_path: str, task: list[Upload], progress: Progress
 
 
 def history_entry(action: str, remote: Remote, node: Node) -> dict[str, Any]:
-    return {
+    """A ``remote`` entry of metadata.yaml, its keys in T9k's order: the SDK writes
+    ``id`` before ``path`` for an upload and after it for a download."""
+    entry = {
         "action": action,
         "timestamp": datetime.now().astimezone().isoformat(timespec="microseconds"),
         "host": remote.url,
-        "id": node.id,
-        "path": node.path,
     }
+    if action == "download":
+        return {**entry, "path": node.path, "id": node.id}
+    return {**entry, "id": node.id, "path": node.path}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .download import fetch_all
-from .errors import ChecksumMismatch, ConflictError, InvalidInput, RemoteError
+from .errors import ChecksumMismatch, ConflictError, InvalidInput, NotAnArtifact, NotFound
 from .hashing import content_digest, md5_bytes, md5_file
 from .localdir import dump_yaml
 from .model import ArtifactSpec, LocalFile, Reference
 from .paths import RESERVED_ROOT_NAMES
-from .plan import Desired
+from .plan import ArtifactPlan, Desired
 from .publish import history_entry
 from .remotes.base import ARTIFACT, Node, ObjectInfo, Remote, Upload, absolute_folder
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .artifact import Artifact
 
 WORKERS = 4
+log = logging.getLogger(__name__)
 
 
 def upload_artifact(
@@ -35,7 +37,10 @@ def upload_artifact(
     from .planner import plan_one
 
     user = remote.whoami()
-    ap = plan_one(remote, _desired(art, folder, make_folder, strategy, user), user)
+    desired = _desired(art, folder, make_folder, strategy, user)
+    log.info("Uploading Artifact %s to Folder %s", art.name, desired.folder)
+    ap = plan_one(remote, desired, user)
+    _log_decision(art, desired.folder, ap)
     if ap.action == "error":
         raise (InvalidInput if ap.refusal == "folder" else ConflictError)(ap.message)
     if ap.action == "skip":
@@ -49,7 +54,26 @@ def upload_artifact(
     if result.record:
         art.remote.append(result.record)
     art.save()
+    log.info("Artifact %s uploaded to %s", art.name, result.path)
     return remote.node_info(result.path)
+
+
+def _log_decision(art: Artifact, folder: str, ap: ArtifactPlan) -> None:
+    """What T9k's SDK logs when the name is taken or the folder is missing."""
+    taken = (art.name, folder)
+    if ap.action == "error" and ap.refusal == "folder":
+        log.error("Folder %s does not exist", folder)
+    elif ap.action == "error":
+        log.error("Artifact %s already exists in Folder %s, abort", *taken)
+    elif ap.action == "skip":
+        log.info("Artifact %s already exists in Folder %s, skip this upload", *taken)
+    elif ap.action == "replace":
+        log.info("Artifact %s already exists in Folder %s, upload to replace it", *taken)
+    elif ap.path != f"{folder}/{art.name}":  # 'new' went to the alternative name
+        log.info(
+            "Artifact %s already exists in Folder %s, upload with alternative name %s",
+            *taken, art.alternative_name,
+        )  # fmt: skip
 
 
 def _desired(art: Artifact, folder: str, make_folder: bool, strategy: str, user: str) -> Desired:
@@ -95,7 +119,7 @@ def put_metadata(
 
 
 def _references(objects: dict[str, dict[str, Any]]) -> dict[str, str]:
-    return {k: str(o["uri"]) for k, o in sorted(objects.items()) if "uri" in o}
+    return {k: str(o["uri"]) for k, o in objects.items() if "uri" in o}  # as added: T9k's order
 
 
 def node_for(remote: Remote, path: str) -> Node:
@@ -103,11 +127,11 @@ def node_for(remote: Remote, path: str) -> Node:
     full = absolute_folder(path, remote.whoami())
     node = remote.node_info(full)
     if node is None:
-        raise RemoteError(
+        raise NotFound(
             f"no artifact at {full} on {remote.url} (list them with 'manifest-tool ls')"
         )
     if node.type != ARTIFACT:
-        raise InvalidInput(f"{full} is a {node.type}, not an Artifact")
+        raise NotAnArtifact(f"Remote path refers to type '{node.type}' rather than 'Artifact'")
     return node
 
 
@@ -122,6 +146,7 @@ def download_artifact(remote: Remote, path: str, parent: Path) -> Artifact:
     art = Artifact(metadata)
     art.local = str((parent / art.alternative_name).absolute())
     files = [o for k, o in sorted(present.items()) if k not in RESERVED_ROOT_NAMES]
+    log.info("Downloading all objects of Artifact %s to local directory %s", node.path, art.local)
     fetch_all(remote, node.path, files, Path(art.local), force=True)  # as the SDK does
     art.objects = {
         o.path: {"path": o.path, "size_bytes": o.size_bytes, "checksum": o.checksum} for o in files

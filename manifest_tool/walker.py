@@ -139,12 +139,10 @@ def inside(path: str, directory: str) -> bool:
 def plain_files(root: str | os.PathLike[str]) -> list[tuple[str, str]]:
     """Every file below ``root`` as (path, posix path relative to root), sorted: the
     walk of the Python API's ``add_dir`` and of loading a local artifact directory.
-    A download's staging directory (left by a killed pull) is not part of it."""
-    from .download import STAGING_PREFIX
-
+    Nothing is skipped: every name may be an object (downloads stage outside)."""
     found: list[tuple[str, str]] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(STAGING_PREFIX))
+        dirnames.sort()
         rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
         for name in sorted(filenames):
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"

@@ -169,7 +169,10 @@ def _desired(
     if not d.in_sync:  # keep what was hashed, so the next plan only stats
         save_staged(ws.cache_dir, name, snapshot(d))
         hashes.forget(f.source for f in d.declared)
-    return replace(d, previous_path=previous, moved_from=moved_from, retired=retired)
+    adopt = entry is None or entry.alternativeName != identity[0]
+    return replace(
+        d, previous_path=previous, moved_from=moved_from, retired=retired, adopt=adopt
+    )
 
 
 def _elsewhere(entry: LockEntry, folder: str, url: str) -> bool:

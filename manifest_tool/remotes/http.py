@@ -23,9 +23,10 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..errors import (
-    AuthError,
     ChecksumMismatch,
     InvalidInput,
+    KeyMissing,
+    KeyNotFound,
     ManifestToolError,
     NameConflict,
     NodeNotFound,
@@ -39,6 +40,14 @@ from .formbody import FormBody, file_size
 
 T = TypeVar("T")
 BLOCK = 1024 * 1024  # download write size
+
+
+class Unreachable(RemoteError, requests.ConnectionError):
+    """No connection to the server: T9k's SDK lets requests.ConnectionError through,
+    so callers written for it catch ours. (Here, not in errors.py, so that importing
+    errors does not import requests.)"""
+
+
 MiB = 1024 * 1024
 MULTIPART_ABOVE = 100 * MiB
 PAGE = 1000
@@ -111,6 +120,11 @@ class HttpRemote:
             resp = with_retries(attempt, idempotent)
         except _Transient as err:
             raise self._error(err.response, what) from None
+        except requests.ConnectionError as err:
+            raise Unreachable(
+                f"cannot reach {self.url}: {type(err).__name__} while {what} "
+                "(is the server running? check --remote)"
+            ) from None
         except requests.RequestException as err:
             raise RemoteError(
                 f"cannot reach {self.url}: {type(err).__name__} while {what} "
@@ -372,11 +386,11 @@ def map_error(resp: requests.Response, url: str, what: str, user: str | None) ->
     status, text = resp.status_code, resp.text.strip()
     message = _message(resp)
     if status in (401, 302):
-        return AuthError(
+        return KeyMissing(
             f"not logged in to {url}: run manifest-tool login {url} (or set MANIFEST_TOOL_API_KEY)"
         )
     if status == 400 and text.startswith("api key") and text.endswith("not found"):
-        return AuthError(
+        return KeyNotFound(
             f"the API key is not known to {url} (revoked or mistyped?): "
             f"run manifest-tool login {url} (or set MANIFEST_TOOL_API_KEY)"
         )
