@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 
 from .errors import InvalidInput
 
@@ -47,16 +48,34 @@ def reference_key(uri: str, obj_path: str | None) -> str:
     return check_key(key, what=f"object path for {uri!r}")
 
 
+# What every file system and S3 can hold: a name of 255 bytes, a key of 1,024.
+MAX_SEGMENT_BYTES = 255
+MAX_KEY_BYTES = 1024
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def check_key(key: str, what: str = "object path", allow_reserved: bool = False) -> str:
     """Return ``key`` if it is a safe relative object path, else raise InvalidInput."""
     if not key:
         raise InvalidInput(f"{what} is empty: give a file name or a folder ending in '/'")
     if "\\" in key or "\x00" in key:
         raise InvalidInput(f"{what} {key!r} contains a backslash or NUL: use '/' separators")
+    if CONTROL_CHARACTERS.search(key):
+        raise InvalidInput(f"{what} {key!r} contains a control character: rename it")
+    size = len(key.encode("utf-8", "surrogateescape"))
+    if size > MAX_KEY_BYTES:
+        raise InvalidInput(
+            f"{what} {key[:60]!r}... is {size} bytes long: at most {MAX_KEY_BYTES} (shorten it)"
+        )
     if key.startswith("/"):
         raise InvalidInput(f"{what} {key!r} is absolute: drop the leading '/'")
     parts = key.split("/")
     for part in parts:
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_SEGMENT_BYTES:
+            raise InvalidInput(
+                f"{what} {key[:60]!r}... has a name over {MAX_SEGMENT_BYTES} bytes, more than a "
+                "file system holds (shorten it)"
+            )
         if part in ("", ".", ".."):
             raise InvalidInput(
                 f"{what} {key!r} has an empty, '.' or '..' segment: "

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING
 from .cache import gc_paused
 from .errors import InvalidInput, ManifestInvalid
 from .model import ArtifactSpec, Expansion, LocalFile, Manifest, ObjectSpec, Reference
-from .paths import RESERVED_ROOT_NAMES, check_key, join_key, key_clash, resolve_obj_path
+from .paths import (
+    CONTROL_CHARACTERS,
+    MAX_SEGMENT_BYTES,
+    RESERVED_ROOT_NAMES,
+    check_key,
+    join_key,
+    key_clash,
+    resolve_obj_path,
+)
 from .walker import Walker, inside
 
 if TYPE_CHECKING:
@@ -311,6 +319,12 @@ class _Expander:
                     self._problem(obj, f"{message} (rename it)")
         if not keys.isascii():
             files = self._drop_undecodable(obj, files)
+        if CONTROL_CHARACTERS.search(keys) or any(len(f.key) > MAX_SEGMENT_BYTES for f in files):
+            for item in files:  # the rare case: the key rules say what is wrong
+                try:
+                    check_key(item.key)
+                except InvalidInput as err:
+                    self._problem(obj, str(err))
         self._claim(index, obj, files)
         self.files.extend(files)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import operator
+import os
 import signal
 import threading
 import time
@@ -105,12 +106,16 @@ def bounded_environment(cls: type[E], **options: Any) -> E:
 
 
 def bounded_render(template: Any, **context: Any) -> str:
-    """``template`` rendered within the limits; LimitExceeded names the one it hit."""
+    """``template`` (or a function that compiles it: compiling evaluates constant
+    parts, so it must run within the limits too) rendered within the limits;
+    LimitExceeded names the one it hit."""
     token = _budget.set(_Budget(time.monotonic() + MAX_SECONDS))
     out: list[str] = []
     size = 0
     try:
-        with _alarm():
+        with _alarm(), _memory_cap():
+            if callable(template):
+                template = template()
             for chunk in template.generate(**context):
                 size += len(chunk)
                 if size > MAX_OUTPUT:
@@ -123,6 +128,37 @@ def bounded_render(template: Any, **context: Any) -> str:
     finally:
         _budget.reset(token)
     return "".join(out)
+
+
+MEMORY_HEADROOM = 512 << 20  # what one rendering may allocate beyond what the process holds
+
+
+@contextmanager
+def _memory_cap() -> Iterator[None]:
+    """String methods and filters that build huge strings ("x".center(3e9),
+    "%03000000000d" % 1) run inside C, where no check or timer can stop them: an
+    address-space limit while rendering turns them into a MemoryError instead of
+    an out-of-memory kill. The limit is put back afterwards."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as fh:
+            used = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (OSError, ValueError, ImportError):  # not Linux: the other limits still hold
+        yield
+        return
+    cap = used + MEMORY_HEADROOM
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    if soft != resource.RLIM_INFINITY and soft <= cap:
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 @contextmanager

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from jinja2.sandbox import SandboxedEnvironment
 
 # Names a template must not read unless allowed: publishing one would leak it.
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(?:^|_)(?:PASS|PWD|PAT|JWT|AUTH|DSN)(?:_|$)",
+    re.IGNORECASE,
+)
 API_KEY_VARIABLES = frozenset({"MANIFEST_TOOL_API_KEY", "T9K_APIKEY", "T9K_API_KEY"})
 
 
@@ -71,6 +74,8 @@ def environment() -> SandboxedEnvironment:
         SandboxedEnvironment,
         undefined=jinja2.StrictUndefined,
         autoescape=False,
+        # no constant folding: it would run filters while compiling, outside the limits
+        optimized=False,
         keep_trailing_newline=True,
     )
 
@@ -82,8 +87,11 @@ def render(text: str, env: EnvScope, vars: Mapping[str, str]) -> str:
     import jinja2
 
     try:
-        template = environment().from_string(text)
-        return bounded_render(template, env=TemplateEnv(env.values), vars=TemplateVars(vars))
+        return bounded_render(
+            lambda: environment().from_string(text),
+            env=TemplateEnv(env.values),
+            vars=TemplateVars(vars),
+        )
     except LimitExceeded as err:
         raise InvalidInput(f"template stopped: {err}") from None
     except jinja2.UndefinedError as err:
@@ -92,6 +100,9 @@ def render(text: str, env: EnvScope, vars: Mapping[str, str]) -> str:
         raise InvalidInput(f"template syntax error: {err.message}") from None
     except jinja2.TemplateError as err:
         raise InvalidInput(f"template error: {err.message}") from None
+    except Exception as err:  # a template is hostile code: 1/0, "%d"|format("a"), ...
+        reason = " ".join(str(err).split())[:200]
+        raise InvalidInput(f"template error: {type(err).__name__}: {reason}") from None
 
 
 def _undefined_message(raw: str, hidden: frozenset[str]) -> str:

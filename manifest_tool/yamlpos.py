@@ -93,7 +93,19 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: JsonPath, doc: Docume
         return _build_mapping(loader, node, path, doc)
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, item, (*path, i), doc) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return _scalar(loader, node)
+
+
+def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    """A scalar; a number no manifest needs (thousands of digits) is an error, not a
+    ValueError from deep inside the loader or, later, from JSON."""
+    try:
+        value = loader.construct_object(node, deep=True)
+    except ValueError as err:
+        raise YamlSyntaxError(_pos(node.start_mark), f"unreadable value: {err}") from None
+    if isinstance(value, int) and value.bit_length() > 64:
+        raise YamlSyntaxError(_pos(node.start_mark), "number too large (quote it as a string)")
+    return value
 
 
 def _build_mapping(

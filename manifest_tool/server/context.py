@@ -6,7 +6,9 @@ block the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -21,7 +23,7 @@ from ..remotes.store import Store
 from ..remotes.users import user_for_key
 from .authlimit import AuthLimiter
 from .body import parse_json_object, read_limited
-from .errors import EmptyApiKey, NoApiKey, UnknownApiKey
+from .errors import EmptyApiKey, NoApiKey, TooManyUploads, UnknownApiKey
 from .limits import Limits
 
 T = TypeVar("T")
@@ -34,11 +36,29 @@ class Context:
     limits: Limits
     auth: AuthLimiter
     uploads: CapacityLimiter  # the threads uploads write with, apart from all others
+    # uploads each user is writing now; touched only on the event loop, so no lock
+    writing: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def over(cls, store: Store, limits: Limits) -> Context:
         auth = AuthLimiter(limits.auth_failures, limits.auth_window_s)
         return cls(store, Multipart(store), limits, auth, CapacityLimiter(limits.upload_threads))
+
+
+@contextmanager
+def upload_slot(ctx: Context, user: str) -> Iterator[None]:
+    """One of ``user``'s upload slots, or 429: a user who trickles many uploads holds
+    at most ``uploads_per_user`` of the upload threads, and others keep theirs."""
+    held = ctx.writing.get(user, 0)
+    if held >= ctx.limits.uploads_per_user:
+        raise TooManyUploads(user, ctx.limits.uploads_per_user)
+    ctx.writing[user] = held + 1
+    try:
+        yield
+    finally:
+        ctx.writing[user] -= 1
+        if not ctx.writing[user]:
+            del ctx.writing[user]
 
 
 def context(request: Request) -> Context:

@@ -45,6 +45,17 @@ class RateLimited(ManifestToolError):
         super().__init__(f"too many failed logins from this address; retry in {retry_after} s")
 
 
+class TooManyUploads(ManifestToolError):
+    """A user already writes as many uploads as one user may at once (429)."""
+
+    retry_after = 1
+
+    def __init__(self, user: str, most: int) -> None:
+        super().__init__(
+            f"user {user} already has {most} uploads being written; retry when one finishes"
+        )
+
+
 class NoApiKey(AuthError):
     """The request carried no key (401)."""
 
@@ -114,7 +125,7 @@ def _known(err: ManifestToolError) -> Response:
         return _json(str(err), 413)
     if isinstance(err, BodyTimeout):
         return _json(str(err), 408, {"Connection": "close"})
-    if isinstance(err, RateLimited):
+    if isinstance(err, RateLimited | TooManyUploads):
         return _json(str(err), 429, {"Retry-After": str(err.retry_after)})
     if isinstance(err, ChecksumMismatch | InvalidInput):
         return _json(str(err), 400)

@@ -29,6 +29,7 @@ from starlette.requests import Request
 
 from ..errors import InvalidInput
 from .body import body_chunks
+from .context import upload_slot
 from .errors import BodyTooLarge
 
 if TYPE_CHECKING:
@@ -110,11 +111,16 @@ class ContentField:
         self._ended = True
 
 
+MAX_BOUNDARY = 200
+
+
 def boundary_of(request: Request) -> bytes:
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise InvalidInput("send the object as multipart/form-data with the field 'content'")
+    if len(boundary) > MAX_BOUNDARY:  # RFC 2046: at most 70; the parser fails past 256
+        raise InvalidInput(f"the multipart boundary is longer than {MAX_BOUNDARY} characters")
     return boundary
 
 
@@ -126,7 +132,7 @@ def check_length(request: Request, limit: int | None) -> None:
 
 
 async def receive_content(
-    request: Request, ctx: Context, consume: Callable[[Iterator[bytes]], T]
+    request: Request, ctx: Context, user: str, consume: Callable[[Iterator[bytes]], T]
 ) -> T:
     """``consume(chunks)`` in a thread, ``chunks`` being the content field as it arrives."""
     limit = ctx.limits.max_body
@@ -139,7 +145,9 @@ async def receive_content(
         try:
             first = await receive.receive()  # waited for here, where it costs no thread
             chunks = _chunks(form, first, receive)
-            result = await anyio.to_thread.run_sync(partial(consume, chunks), limiter=ctx.uploads)
+            with upload_slot(ctx, user):
+                work = partial(consume, chunks)
+                result = await anyio.to_thread.run_sync(work, limiter=ctx.uploads)
         except Exception as err:  # raised below, not as a task group's ExceptionGroup
             failure = err
         tasks.cancel_scope.cancel()

@@ -22,3 +22,5 @@ class Limits:
     auth_failures: int = 20  # wrong keys one address may try at once...
     auth_window_s: float = 10.0  # ...earning one more try every window/failures seconds
     upload_threads: int = 16  # uploads being written at once; other calls never wait
+    # of those, one user's at once: a user's slow uploads cannot hold every thread
+    uploads_per_user: int = 4

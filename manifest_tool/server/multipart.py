@@ -33,7 +33,7 @@ async def put_part(request: Request) -> Response:
     def store(chunks: Iterator[bytes]) -> str:
         return ctx.multipart.put_part(user, upload_id, node_path, key, number, chunks)
 
-    etag = await receive_content(request, ctx, store)
+    etag = await receive_content(request, ctx, user, store)
     return JSONResponse({"eTag": etag})
 
 

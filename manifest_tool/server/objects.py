@@ -83,7 +83,7 @@ async def put_object(request: Request) -> Response:
     def store(chunks: Iterator[bytes]) -> ObjectInfo:
         return ctx.store.put_object(user, node_path, key, chunks, md5)
 
-    info = await receive_content(request, ctx, store)
+    info = await receive_content(request, ctx, user, store)
     return JSONResponse(info.to_api())
 
 
