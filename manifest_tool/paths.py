@@ -21,6 +21,10 @@ RESERVED_ROOT_NAMES = frozenset({"metadata.yaml", "references.yaml"})
 def resolve_obj_path(source: str, obj_path: str | None) -> str:
     """The key a file, directory or reference ``source`` lands at."""
     base = _basename(source)
+    if not base and (not obj_path or obj_path.endswith("/")):
+        raise InvalidInput(
+            f"{source!r} has no file name to use as its object path: give obj_path a file name"
+        )
     if not obj_path:
         key = base
     else:
@@ -92,10 +96,12 @@ def join_key(prefix: str, rel: str) -> str:
 
 
 def _basename(source: str) -> str:
-    """The last path segment of a local path or URI, ignoring trailing slashes."""
+    """The last path segment of a local path or URI, ignoring trailing slashes; for a
+    URI, of its path: query and fragment dropped, "" when it has no path (not the host)."""
+    if "://" in source:
+        rest = source.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
+        return posixpath.basename(rest.partition("/")[2].rstrip("/"))
     stripped = source.rstrip("/").rstrip(os.sep) or source
-    if "://" in stripped:
-        stripped = stripped.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
     return posixpath.basename(stripped.replace(os.sep, "/"))
 
 

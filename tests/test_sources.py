@@ -511,3 +511,22 @@ def test_a_file_name_with_a_control_character_is_a_clear_problem(tmp_path: Path)
     with pytest.raises(ManifestInvalid) as err:
         expand_all(m, m.artifacts)
     assert "contains a control character" in str(err.value)
+
+
+def test_reference_keys_follow_the_documented_rule(tmp_path: Path) -> None:
+    """The manifest's rule: the last segment of the URI's path, without query, fragment
+    or trailing '/'; a URI without a path has no name and needs obj_path."""
+    (tmp_path / "artifacts.yaml").write_text(
+        "version: 1\nartifacts:\n  - name: a\n    objects:\n"
+        "      - {reference: 'https://e.org/d/m.tar.gz/?x=1#f', obj_path: raw/}\n"
+        "      - {reference: 's3://bucket/w.bin'}\n"
+    )
+    m = load_manifest(tmp_path / "artifacts.yaml")
+    refs = expand_all(m, m.artifacts)["a"].references
+    assert [r.key for r in refs] == ["raw/m.tar.gz", "w.bin"]
+    (tmp_path / "artifacts.yaml").write_text(
+        "version: 1\nartifacts:\n  - name: a\n    objects:\n      - reference: https://e.org/\n"
+    )
+    with pytest.raises(ManifestInvalid) as err:
+        load_manifest(tmp_path / "artifacts.yaml")
+    assert "has no file name to use as its object path" in str(err.value)
