@@ -380,9 +380,12 @@ def _created_of(remote: Remote, node: Node) -> str:
     return str(remote_metadata(remote, node).get("createdTimestamp") or node.created_at)
 
 
-def resolve(remote: Remote, decider: Callable[[Reads], ArtifactPlan | Need]) -> ArtifactPlan:
-    """Run a decider, reading from the remote exactly what its decision turns on."""
-    reads: dict[Read, Any] = {}
+def resolve(
+    remote: Remote, decider: Callable[[Reads], ArtifactPlan | Need], known: Reads | None = None
+) -> ArtifactPlan:
+    """Run a decider, reading from the remote exactly what its decision turns on
+    (``known``: reads made already, for many artifacts at once)."""
+    reads: dict[Read, Any] = dict(known or {})
     while True:
         out = decider(reads)
         if isinstance(out, ArtifactPlan):
@@ -390,14 +393,20 @@ def resolve(remote: Remote, decider: Callable[[Reads], ArtifactPlan | Need]) -> 
         reads[out.read] = read(remote, out.read)
 
 
-def plan_one(remote: Remote, desired: Desired, user: str) -> ArtifactPlan:
-    return resolve(remote, lambda reads: decide(desired, reads, user))
+def plan_one(
+    remote: Remote, desired: Desired, user: str, known: Reads | None = None
+) -> ArtifactPlan:
+    return resolve(remote, lambda reads: decide(desired, reads, user), known)
 
 
 def plan_artifacts(
     remote: Remote, desired: Mapping[str, Desired], user: str
 ) -> tuple[ArtifactPlan, ...]:
-    return tuple(plan_one(remote, d, user) for d in desired.values())
+    """Every artifact's plan; the node each one decides on first (F/N) is read for all
+    of them in one batch, so a no-op plan of many artifacts costs one request."""
+    paths = [f"{d.folder}/{d.spec.name}" for d in desired.values()]
+    known = dict(zip((("node", p) for p in paths), remote.node_infos(paths), strict=True))
+    return tuple(plan_one(remote, d, user, known) for d in desired.values())
 
 
 # -- orphans: in the lock, not in the manifest ------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import USER, Project, Remote, Result, run_in_process, tree
+from conftest import USER, Project, Remote, Result, cli_env, run_in_process, tree
 
 from manifest_tool.applylock import exclusive_apply
 from manifest_tool.errors import ConflictError, RevisionMismatch, StalePlan
@@ -400,3 +400,49 @@ def test_text_plan_marks_modified_objects_and_old_to_new_metadata(
     ds.manifest(manifest(folder, "ds", "other", description="better"))
     out = ok(run(ds, remote, "plan"))
     assert "~ description: 'd' -> 'better'" in out
+
+
+# -- many artifacts: one read ---------------------------------------------------------------
+
+
+def test_nodes_are_read_in_one_batch_on_both_remotes(remote: Remote, tmp_path: Path) -> None:
+    api = remote.api()
+    folder = f"batch-{tmp_path.name}"
+    api.create_node(f"/{USER}", folder, "Folder")
+    api.create_node(f"/{USER}/{folder}", "a", "Artifact", extra='{"alternativeName": "a_1"}')
+    got = api.node_infos([f"/{USER}/{folder}/a", f"/{USER}/{folder}/none", f"/{USER}/{folder}"])
+    assert [n.name if n else None for n in got] == ["a", None, folder]
+    assert api.node_infos([]) == []
+
+
+def test_a_no_op_plan_of_many_artifacts_reads_their_nodes_in_one_request(
+    project: Project, tmp_path: Path
+) -> None:
+    from serverutil import running_server
+
+    names = [f"a{i}" for i in range(30)]
+    for name in names:
+        project.write(f"data/{name}/f.txt", name)
+    project.manifest(manifest("many", *names))
+    with running_server(tmp_path / "srv", users=[USER]) as server:
+        remote = Remote(server.url, cli_env(MANIFEST_TOOL_API_KEY=server.keys[USER]))
+        ok(run(project, remote, "apply"))
+        before = server.logs().count("/apis/v1/nodes")
+        assert run(project, remote, "plan", "--detailed-exitcode") == (0, "No changes.\n", "")
+        node_calls = [
+            line for line in server.logs().splitlines()[-200:] if "/apis/v1/nodes" in line
+        ]
+        assert server.logs().count("/apis/v1/nodes") - before == 1, node_calls[-5:]
+        assert "/apis/v1/nodes/infos" in node_calls[-1]
+
+
+def test_a_call_the_server_lacks_is_told_apart_from_a_missing_node(tmp_path: Path) -> None:
+    from serverutil import running_server
+
+    from manifest_tool.remotes.http import HttpRemote, RouteMissing
+
+    with running_server(tmp_path / "srv", users=[USER]) as server:
+        api = HttpRemote(server.url, server.keys[USER])
+        with pytest.raises(RouteMissing):
+            api._json("POST", "/apis/v1/no-such-call", "calling nothing", json={})
+        assert api.node_info(f"/{USER}/nothing-here") is None

@@ -44,6 +44,9 @@ class LocalRemote:
         except NodeNotFound:
             return None
 
+    def node_infos(self, paths: Sequence[str]) -> list[Node | None]:
+        return self.store.node_infos(self.user, paths)
+
     def list_nodes(self, parent: str) -> list[Node]:
         nodes, _ = self.store.list_nodes(self.user, parent, size=1_000_000)
         return nodes

@@ -83,6 +83,7 @@ def _routes() -> list[BaseRoute]:
             "DELETE": nodes.delete_node,
         },
         "/apis/v1/nodes/info": {"GET": nodes.node_info},
+        "/apis/v1/nodes/infos": {"POST": nodes.node_infos},
         "/apis/v1/graphs": {"GET": graphs.get_graph, "POST": graphs.add_edges},
         "/apis/v1/objects/ls": {"GET": objects.list_objects},
         "/apis/v1/objects": {"GET": objects.get_object, "POST": objects.put_object},

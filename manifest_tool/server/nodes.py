@@ -39,6 +39,24 @@ async def node_info(request: Request) -> Response:
     return JSONResponse(node.to_api())
 
 
+BATCH_INFO = 1000  # paths in one batch read: one short read transaction
+
+
+async def node_infos(request: Request) -> Response:
+    """Extension: many nodes by path in one call; null where a node is absent."""
+    user = await user_of(request)
+    data = await read_json(request)
+    if set(data) - {"nodes"}:
+        raise InvalidInput(f"unknown fields {sorted(set(data) - {'nodes'})}: send only 'nodes'")
+    paths = data.get("nodes")
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise InvalidInput("field 'nodes' must be a list of node paths")
+    if len(paths) > BATCH_INFO:
+        raise InvalidInput(f"at most {BATCH_INFO} nodes in one batch read, not {len(paths)}")
+    found = await run(context(request).store.node_infos, user, paths)
+    return JSONResponse({"data": [n.to_api() if n else None for n in found]})
+
+
 async def create_node(request: Request) -> Response:
     user = await user_of(request)
     data = await read_json(request)
