@@ -4,10 +4,10 @@ Two small files under ``.em/cache/``, both plain caches: losing or corrupting on
 only costs a re-hash, never a wrong answer, because every entry is keyed by the
 file's (size, ctime_ns, inode).
 - ``hashes``: source path -> (size, ctime_ns, inode, md5), shared by all artifacts.
-- ``staged/<artifact>``: what apply last put in the artifact's local directory:
-  the alternative name, the content digest, and key -> (source, size, ctime_ns,
-  inode, md5) sorted by key. When a fresh walk yields the same tuple list, the
-  artifact is unchanged and nothing is hashed or even looked up.
+- ``staged/<artifact>``: the artifact's hash index as the last plan saw it: the
+  content digest, and key -> (source, size, ctime_ns, inode, md5) sorted by key.
+  When a fresh walk yields the same tuple list, the artifact is unchanged and
+  nothing is hashed or even looked up.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _load(path: Path) -> tuple[Any, int]:
 
 
 class HashCache:
-    """MD5s of files hashed since they were last staged, keyed by path and stat.
+    """MD5s of files hashed but not yet in an artifact's index, keyed by path and stat.
 
     Loaded on first use: a no-op plan never needs it.
     """
