@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from ..remotes.store import Store
-from . import graphs, health, multipart, nodes, objects
+from . import graphs, health, multipart, nodes, objects, ui
 from .accesslog import AccessLog
 from .context import Context, user_of
 from .errors import error_response
@@ -98,7 +98,7 @@ def _routes() -> list[BaseRoute]:
             "DELETE": multipart.abort,
         },
     }
-    return [_route(path, handlers) for path, handlers in table.items()]
+    return [*(_route(path, handlers) for path, handlers in table.items()), *ui.routes()]
 
 
 def _route(path: str, handlers: dict[str, Endpoint]) -> Route:
