@@ -9,10 +9,14 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
 from serverutil import Server, running_server
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium")
@@ -80,7 +84,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     with sync_api.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
         yield chromium
@@ -88,94 +92,88 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser: object) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1000, "height": 700}, accept_downloads=True)  # type: ignore[attr-defined]
-    tab = context.new_page()
-    dialogs: list[str] = []
-    tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    tab.dialogs = dialogs
-    yield tab
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1000, "height": 700}, accept_downloads=True)
+    yield context.new_page()
     context.close()
 
 
-def _login(page: object, srv: Server, key: str) -> None:
-    page.goto(f"{srv.url}/ui/")  # type: ignore[attr-defined]
-    page.fill("input[name=apikey]", key)  # type: ignore[attr-defined]
-    page.click("button[type=submit]")  # type: ignore[attr-defined]
+def _login(page: Page, srv: Server, key: str) -> None:
+    page.goto(f"{srv.url}/ui/")
+    page.fill("input[name=apikey]", key)
+    page.click("button[type=submit]")
 
 
-def test_login_browse_download_and_screenshot(page: object, srv: Server, tmp_path: Path) -> None:
-    p: object = page
-    _login(p, srv, srv.keys["alice"])
-    assert p.url == f"{srv.url}/ui/n/alice"  # type: ignore[attr-defined]
-    assert srv.keys["alice"] not in p.url  # type: ignore[attr-defined]
-    (cookie,) = p.context.cookies()  # type: ignore[attr-defined]
+def test_login_browse_download_and_screenshot(page: Page, srv: Server, tmp_path: Path) -> None:
+    _login(page, srv, srv.keys["alice"])
+    assert page.url == f"{srv.url}/ui/n/alice"
+    assert srv.keys["alice"] not in page.url
+    (cookie,) = page.context.cookies()
     assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/ui")
 
-    p.click("text=team")  # type: ignore[attr-defined]
-    p.click("#children >> text=mnist")  # type: ignore[attr-defined]
-    assert p.url.endswith("/ui/n/alice/team/mnist")  # type: ignore[attr-defined]
-    body = p.inner_text("main")  # type: ignore[attr-defined]
+    page.click("text=team")
+    page.click("#children >> text=mnist")
+    assert page.url.endswith("/ui/n/alice/team/mnist")
+    body = page.inner_text("main")
     for expected in ("cv", "v1", "Handwritten digits", "mnist-1a2b3c", "sha256:" + "ab" * 32,
                      "weights.bin", "data/readme.txt", "146.5 KiB", "train-1", "first-upload-id"):
         assert expected in body, expected
 
-    with p.expect_download() as info:  # type: ignore[attr-defined]
-        p.click("#objects >> text=weights.bin")  # type: ignore[attr-defined]
+    with page.expect_download() as info:
+        page.click("#objects >> text=weights.bin")
     assert Path(info.value.path()).read_bytes() == WEIGHTS
 
     shot = tmp_path / "ui.png"
-    p.screenshot(path=str(shot))  # type: ignore[attr-defined]
+    page.screenshot(path=str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("UPDATE_UI_SCREENSHOT"):
         shutil.copy(shot, ROOT / "docs" / "ui.png")
     assert srv.keys["alice"] not in srv.logs()
 
 
-def test_another_users_tree_is_invisible(page: object, srv: Server) -> None:
-    p: object = page
-    _login(p, srv, srv.keys["alice"])
+def test_another_users_tree_is_invisible(page: Page, srv: Server) -> None:
+    _login(page, srv, srv.keys["alice"])
     for url, status in [
         ("/ui/n/bob", 403),
         ("/ui/n/bob/secret", 403),
         ("/ui/o/bob/secret/plans.txt", 403),
         ("/ui/n/alice/nope", 404),
     ]:
-        resp = p.goto(srv.url + url)  # type: ignore[attr-defined]
+        resp = page.goto(srv.url + url)
         assert resp.status == status, url
-        assert "plans" not in p.content()  # type: ignore[attr-defined]
-    pasted = p.goto(f"{srv.url}/ui/n/{srv.keys['alice']}")  # type: ignore[attr-defined]
+        assert "plans" not in page.content()
+    pasted = page.goto(f"{srv.url}/ui/n/{srv.keys['alice']}")
     assert pasted.status == 403
-    assert srv.keys["alice"] not in p.content()  # type: ignore[attr-defined]
+    assert srv.keys["alice"] not in page.content()
     api = requests.get(f"{srv.url}/apis/v1/nodes/info", params={"node": "/bob/secret"},
                        headers=srv.headers("alice"), timeout=10)
     assert api.status_code == 403  # the same answer as the API's
 
 
-def test_hostile_name_is_shown_escaped(page: object, srv: Server) -> None:
-    p: object = page
-    _login(p, srv, srv.keys["alice"])
-    p.goto(f"{srv.url}/ui/n/alice/team")  # type: ignore[attr-defined]
-    p.click(f"#children >> text={HOSTILE}")  # type: ignore[attr-defined]
-    assert p.inner_text("h1").startswith(HOSTILE)  # type: ignore[attr-defined]
-    assert HOSTILE in p.inner_text("#description")  # type: ignore[attr-defined]
-    assert p.dialogs == []  # type: ignore[attr-defined]
-    assert p.locator("main script, main img").count() == 0  # type: ignore[attr-defined]
+def test_hostile_name_is_shown_escaped(page: Page, srv: Server) -> None:
+    _login(page, srv, srv.keys["alice"])
+    dialogs: list[str] = []  # an alert() that ran would show up here
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{srv.url}/ui/n/alice/team")
+    page.click(f"#children >> text={HOSTILE}")
+    assert page.inner_text("h1").startswith(HOSTILE)
+    assert HOSTILE in page.inner_text("#description")
+    assert dialogs == []
+    assert page.locator("main script, main img").count() == 0
 
 
-def test_bad_key_and_logout(page: object, srv: Server) -> None:
-    p: object = page
-    _login(p, srv, "not-a-key-0000")
-    assert p.locator("#login-error").is_visible()  # type: ignore[attr-defined]
-    assert p.context.cookies() == []  # type: ignore[attr-defined]
+def test_bad_key_and_logout(page: Page, srv: Server) -> None:
+    _login(page, srv, "not-a-key-0000")
+    assert page.locator("#login-error").is_visible()
+    assert page.context.cookies() == []
 
-    _login(p, srv, srv.keys["bob"])
-    assert p.inner_text(".user") == "bob"  # type: ignore[attr-defined]
-    p.click("text=Log out")  # type: ignore[attr-defined]
-    assert p.context.cookies() == []  # type: ignore[attr-defined]
-    resp = p.goto(f"{srv.url}/ui/n/bob")  # type: ignore[attr-defined]
-    assert resp.status == 200 and p.url == f"{srv.url}/ui/"  # type: ignore[attr-defined]
-    assert p.locator("input[name=apikey]").is_visible()  # type: ignore[attr-defined]
+    _login(page, srv, srv.keys["bob"])
+    assert page.inner_text(".user") == "bob"
+    page.click("text=Log out")
+    assert page.context.cookies() == []
+    resp = page.goto(f"{srv.url}/ui/n/bob")
+    assert resp.status == 200 and page.url == f"{srv.url}/ui/"
+    assert page.locator("input[name=apikey]").is_visible()
 
 
 def test_a_form_posted_from_another_site_is_refused(srv: Server) -> None:

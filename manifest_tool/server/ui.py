@@ -55,8 +55,12 @@ def human_size(size: int) -> str:
     """Binary units, as the CLI's summaries print them."""
     if size < 1024:
         return f"{size} B"
-    exp = min(int(math.log(size, 1024)), 4)
-    return f"{size / 1024**exp:.1f} {'KMGT'[exp - 1]}iB"
+    value, unit = size / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
 
 
 templates.filters["size"] = human_size
