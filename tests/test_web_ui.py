@@ -123,6 +123,11 @@ def test_login_browse_download_and_screenshot(page: Page, srv: Server, tmp_path:
         page.click("#objects >> text=weights.bin")
     assert Path(info.value.path()).read_bytes() == WEIGHTS
 
+    page.click("#lineage >> text=train-1")  # the Run, and its edge back
+    assert page.url.endswith("/ui/n/alice/team/train-1")
+    assert "mnist" in page.inner_text("#lineage")
+    page.go_back()
+
     shot = tmp_path / "ui.png"
     page.screenshot(path=str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
