@@ -125,7 +125,7 @@ def test_noop_plan_over_http_is_one_request(project: Project, tmp_path: Path) ->
 
 def _requests(log: str) -> list[str]:
     """The access-log lines (one per request, in order) of the server's log."""
-    return [line for line in log.splitlines() if re.search(r'" \d{3} [\d.]+s$', line)]
+    return [line for line in log.splitlines() if re.search(r'" \d{3} \d+ [\d.]+s$', line)]
 
 
 def test_interrupted_apply_resumes_without_resending(

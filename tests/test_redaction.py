@@ -59,3 +59,11 @@ def test_keys_are_redacted_by_decoded_name_everywhere(tmp_path: Path) -> None:
         for secret in (key, wrong):
             assert secret.lower() not in plain, text
             assert secret.replace("-", "").lower() not in plain.replace("-", "")
+
+
+def test_the_web_uis_cookie_counts_as_a_key() -> None:
+    from manifest_tool.server.redact import UI_COOKIE, secrets_of
+
+    key = str(uuid.uuid4())
+    cookie = f"theme=dark; {UI_COOKIE}={key}; other=1".encode()
+    assert secrets_of({"headers": [(b"cookie", cookie)], "query_string": b""}) == {key}

@@ -15,11 +15,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from ..remotes.store import Store
-from . import graphs, multipart, nodes, objects
+from . import graphs, health, multipart, nodes, objects, ui
 from .accesslog import AccessLog
 from .context import Context, user_of
 from .errors import error_response
 from .limits import Limits
+from .metrics import ROUTE_KEY, Metrics, metrics
 from .sweeper import sweeping
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -36,7 +37,8 @@ def create_app(data_dir: Path, prefix: str = "", limits: Limits | None = None) -
         lifespan=sweeping(store),
     )
     app.state.ctx = Context.over(store, limits or Limits())
-    return AccessLog(app)
+    app.state.metrics = Metrics()
+    return AccessLog(app, app.state.metrics)
 
 
 def endpoint(func: Endpoint) -> Endpoint:
@@ -76,6 +78,8 @@ def _routes() -> list[BaseRoute]:
     table: dict[str, dict[str, Endpoint]] = {
         "/oauth2/userinfo": {"GET": userinfo},
         "/openapi.json": {"GET": openapi},
+        "/healthz": {"GET": health.healthz},
+        "/metrics": {"GET": metrics},
         "/apis/v1/nodes": {
             "GET": nodes.list_nodes,
             "POST": nodes.create_node,
@@ -95,13 +99,14 @@ def _routes() -> list[BaseRoute]:
             "DELETE": multipart.abort,
         },
     }
-    return [_route(path, handlers) for path, handlers in table.items()]
+    return [*(_route(path, handlers) for path, handlers in table.items()), *ui.routes()]
 
 
 def _route(path: str, handlers: dict[str, Endpoint]) -> Route:
     """One route per path, so a 405's ``Allow`` lists every method the path has."""
 
     async def dispatch(request: Request) -> Response:
+        request.scope[ROUTE_KEY] = path  # /metrics counts by template, not by path
         method = "GET" if request.method == "HEAD" else request.method
         return await handlers[method](request)
 

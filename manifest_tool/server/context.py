@@ -27,6 +27,7 @@ from .errors import EmptyApiKey, NoApiKey, TooManyUploads, UnknownApiKey
 from .limits import Limits
 
 T = TypeVar("T")
+USER_KEY = "manifest_tool.user"  # in the scope once the request's key is known: the log's
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ async def user_of(request: Request) -> str:
     if user is None:
         ctx.auth.failed(address)
         raise UnknownApiKey("api key not found")
+    request.scope[USER_KEY] = user  # for the access log
     return user
 
 

@@ -13,6 +13,7 @@ from starlette.types import Scope
 SECRET_PARAMS = frozenset({"apikey", "api_key", "access_token", "token"})
 MIN_SECRET = 8  # shorter "keys" are not worth scrubbing out of every text
 MASK = "***"
+UI_COOKIE = "manifest_tool_key"  # the web UI's cookie: its value is a key, too
 
 
 def is_secret_param(raw_name: str) -> bool:
@@ -36,18 +37,26 @@ def _holds(text: str, secrets: frozenset[str]) -> bool:
 
 
 def secrets_of(scope: Scope) -> frozenset[str]:
-    """Every key the request carried: its bearer token and secret parameters' values."""
+    """Every key the request carried: its bearer token, the UI's cookie and secret
+    parameters' values."""
     found: set[str] = set()
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer":
                 found.add(token.strip())
+        elif name == b"cookie":
+            found.update(_cookie_keys(value.decode("latin-1")))
     query = scope.get("query_string", b"").decode("latin-1")
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name.strip().lower() in SECRET_PARAMS:
             found.add(value.strip())
     return frozenset(s for s in found if len(s) >= MIN_SECRET)
+
+
+def _cookie_keys(header: str) -> list[str]:
+    pairs = (part.strip().partition("=") for part in header.split(";"))
+    return [value.strip().strip('"') for name, _, value in pairs if name.strip() == UI_COOKIE]
 
 
 def scrub(text: str, secrets: frozenset[str]) -> str:
