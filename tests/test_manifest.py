@@ -236,7 +236,16 @@ BAD: list[tuple[str, str, list[str]]] = [
         "version: 1\nartifacts:\n  - name: a\n   objects: [{file: x}]\n",
         [
             "4:4: expected <block end>, but found '<block mapping start>' "
-            "(while parsing a block collection on line 3): check the indentation"
+            "(while parsing a block collection on line 3): check the indentation "
+            "(keys of one mapping line up in one column)"
+        ],
+    ),
+    (
+        "YAML tab indentation",
+        "version: 1\nartifacts:\n  - name: a\n\tobjects: [{file: x}]\n",
+        [
+            "4:1: found character '\\t' that cannot start any token: "
+            "YAML does not allow tabs for indentation; use spaces"
         ],
     ),
     (

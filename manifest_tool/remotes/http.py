@@ -120,6 +120,8 @@ class HttpRemote:
             resp = with_retries(attempt, idempotent)
         except _Transient as err:
             raise self._error(err.response, what) from None
+        except requests.exceptions.SSLError:
+            raise Unreachable(self._tls_message(what)) from None
         except requests.ConnectionError as err:
             raise Unreachable(
                 f"cannot reach {self.url}: {type(err).__name__} while {what} "
@@ -133,6 +135,14 @@ class HttpRemote:
         if resp.status_code >= 300:
             raise self._error(resp, what)
         return resp
+
+    def _tls_message(self, what: str) -> str:
+        # The usual cause is https:// in front of a plain-http server (TLS "wrong version").
+        plain = "http://" + self.url.removeprefix("https://")
+        return (
+            f"cannot reach {self.url}: TLS handshake failed while {what}; if the server "
+            f"speaks plain HTTP, use {plain}"
+        )
 
     def _json(
         self, method: str, path: str, what: str, idempotent: bool = True, **kwargs: Any
