@@ -178,7 +178,7 @@ BAD: list[tuple[str, str, list[str]]] = [
     (
         "exclude on a file",
         HEAD + "      - file: x\n        exclude: ['*.tmp']\n",
-        ["6:9: $.artifacts[0].objects[0].exclude: 'exclude' applies only to glob objects"],
+        ["6:9: $.artifacts[0].objects[0].exclude: 'exclude' applies only to dir and glob objects"],
     ),
     (
         "symlinks on a reference",
@@ -587,6 +587,7 @@ def test_vars_render_in_order_and_see_overrides(tmp_path: Path) -> None:
           base: "{{ vars.root }}/out"
           model: "{{ vars.base }}/{{ env.USER_NAME }}"
           root: ignored
+          extra: ignored too
         artifacts:
           - name: a
             description: "{{ vars.model }} {{ vars.extra }}"

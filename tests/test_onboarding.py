@@ -19,3 +19,42 @@ def test_https_against_a_plain_http_server_says_so(
     assert code == 1
     assert err.count("\n") == 1, err
     assert "TLS handshake failed" in err and f"use {url}" in err, err
+
+
+def test_dot_dot_in_a_folder_is_caught_by_validate_with_its_position(
+    cli: Cli, project: Project
+) -> None:
+    project.write("data/a.txt", "a\n")
+    project.manifest(ONE.replace("  - name: a\n", "  - name: a\n    folder: a/../../x\n"))
+    code, _, err = cli("validate")
+    assert code == 1
+    assert err.startswith("error: artifacts.yaml:4:13: $.artifacts[0].folder: folder 'a/../../x'")
+    project.manifest("version: 1\ndefaults:\n  folder: ../up\n" + ONE.removeprefix("version: 1\n"))
+    assert "artifacts.yaml:3:11: $.defaults.folder" in cli("validate").err
+
+
+def test_an_undeclared_var_is_an_error_naming_the_declared_ones(
+    cli: Cli, project: Project
+) -> None:
+    project.write("data/a.txt", "a\n")
+    project.manifest("vars:\n  run: r1\n  stage: dev\n" + ONE)
+    code, _, err = cli("validate", "--var", "nope=1")
+    assert code == 1
+    assert "--var nope" in err and "run, stage" in err, err
+    assert cli("validate", "--var", "run=2").code == 0
+
+
+def test_dir_exclude_leaves_out_matching_files(cli: Cli, project: Project) -> None:
+    project.write("data/keep.bin", "k")
+    project.write("data/sub/skip.tmp", "t")
+    project.write("data/cache/x.bin", "c")
+    project.manifest(
+        "version: 1\nartifacts:\n  - name: a\n    objects:\n"
+        "      - dir: data\n        exclude: ['*.tmp', 'cache/']\n"
+    )
+    code, out, err = cli("plan", "--json")
+    assert code == 0, err
+    import json
+
+    (artifact,) = json.loads(out)["artifacts"]
+    assert sorted(artifact["upload"]) == ["data/keep.bin"]
