@@ -91,7 +91,7 @@ class LazyGroup(click.Group):
     "manifest",
     type=click.Path(path_type=Path),
     default=None,
-    help="The manifest (default: ./artifacts.yaml).",
+    help="The manifest (default: artifacts.yaml here or in the nearest parent directory).",
 )
 @click.version_option(package_name="manifest-tool")
 @click.pass_context

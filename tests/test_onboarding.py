@@ -3,6 +3,8 @@ subdirectory, schema --write, dir exclude, and one-line hints for the usual mist
 
 from __future__ import annotations
 
+import json
+
 from conftest import Cli, Project, cli_env
 
 ONE = "version: 1\nartifacts:\n  - name: a\n    objects:\n      - file: data/a.txt\n"
@@ -54,7 +56,25 @@ def test_dir_exclude_leaves_out_matching_files(cli: Cli, project: Project) -> No
     )
     code, out, err = cli("plan", "--json")
     assert code == 0, err
-    import json
-
     (artifact,) = json.loads(out)["artifacts"]
     assert sorted(artifact["upload"]) == ["data/keep.bin"]
+
+
+def test_a_subdirectory_finds_the_manifest_above_and_its_relative_paths(
+    cli: Cli, project: Project
+) -> None:
+    project.write("data/a.txt", "a\n")
+    project.manifest(ONE)
+    deep = project.root / "src" / "deeper"
+    deep.mkdir(parents=True)
+    code, out, err = cli("plan", "--json", cwd=deep)
+    assert code == 0, err
+    assert json.loads(out)["artifacts"][0]["upload"] == ["a.txt"]
+    assert cli("apply", "-q", cwd=deep).code == 0
+    assert (project.root / "artifacts.lock").exists()
+    assert not (deep / ".em").exists() and (project.root / ".em").is_dir()
+
+
+def test_no_manifest_anywhere_names_artifacts_yaml(cli: Cli, project: Project) -> None:
+    code, _, err = cli("validate")
+    assert code == 1 and "artifacts.yaml" in err

@@ -40,7 +40,8 @@ def manifest_options(func: F) -> F:
     """-f, --target, --var, --remote, --json, --quiet, gathered into ``opts``."""
     decorators = [
         click.option("-f", "--file", "manifest", type=click.Path(path_type=Path), default=None,
-                     help=f"The manifest (default: ./{DEFAULT_MANIFEST}, or the group's -f)."),
+                     help=f"The manifest (default: the group's -f, $MANIFEST_TOOL_FILE, or "
+                     f"{DEFAULT_MANIFEST} here or in the nearest parent directory)."),
         click.option("--target", "-t", "targets", multiple=True, metavar="NAME",
                      help="Only this artifact (repeatable)."),
         click.option("--var", "vars_", multiple=True, metavar="K=V",
@@ -58,5 +59,18 @@ def manifest_options(func: F) -> F:
 def gather(ctx: click.Context, manifest: Path | None, targets: tuple[str, ...],
            vars_: tuple[str, ...], remote: str | None, as_json: bool, quiet: bool) -> Options:
     group_file = (ctx.find_root().obj or {}).get("manifest")
-    path = manifest or group_file or Path(os.environ.get("MANIFEST_TOOL_FILE", DEFAULT_MANIFEST))
+    from_env = os.environ.get("MANIFEST_TOOL_FILE")
+    path = manifest or group_file or (Path(from_env) if from_env else find_manifest())
     return Options(path, targets, parse_vars(vars_), remote, as_json, quiet)
+
+
+def find_manifest(start: Path | None = None) -> Path:
+    """``artifacts.yaml`` in the current directory or the nearest parent holding one (as
+    git finds ``.git``), shown relative to the current directory; when there is none,
+    ``artifacts.yaml`` itself, so the error names the file the user expected."""
+    here = (start or Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_MANIFEST
+        if candidate.is_file():
+            return Path(os.path.relpath(candidate, here))
+    return Path(DEFAULT_MANIFEST)

@@ -13,7 +13,7 @@ from ..credentials import forget_key, host_of, save_key
 from ..errors import InvalidInput
 from ..manifest import load_manifest
 from ..remotes.http import HttpRemote
-from .common import DEFAULT_MANIFEST
+from .common import find_manifest
 
 
 def _target(ctx: click.Context, url: str | None) -> str:
@@ -32,7 +32,8 @@ def _target(ctx: click.Context, url: str | None) -> str:
 
 def _manifest_url(ctx: click.Context) -> str | None:
     group_file = (ctx.find_root().obj or {}).get("manifest")
-    path = group_file or Path(os.environ.get("MANIFEST_TOOL_FILE", DEFAULT_MANIFEST))
+    from_env = os.environ.get("MANIFEST_TOOL_FILE")
+    path = group_file or (Path(from_env) if from_env else find_manifest())
     return load_manifest(path).remote_url if path.exists() else None
 
 
