@@ -78,3 +78,43 @@ def test_a_subdirectory_finds_the_manifest_above_and_its_relative_paths(
 def test_no_manifest_anywhere_names_artifacts_yaml(cli: Cli, project: Project) -> None:
     code, _, err = cli("validate")
     assert code == 1 and "artifacts.yaml" in err
+
+
+def test_init_writes_a_manifest_that_validates_and_applies(cli: Cli, project: Project) -> None:
+    from manifest_tool.manifest import schema_text
+
+    project.write("models/m.bin", "m")
+    project.write("my data/d.csv", "d")
+    project.write("__pycache__/x.pyc", "c")
+    project.write("train.py", "print()")
+    project.write(".gitignore", "*.pyc")  # no trailing newline
+    code, _, err = cli("init")
+    assert code == 0, err
+    text = (project.root / "artifacts.yaml").read_text()
+    assert text.startswith("# yaml-language-server: $schema=manifest.schema.json\n")
+    assert (project.root / "manifest.schema.json").read_text() == schema_text()
+    assert (project.root / ".gitignore").read_text().splitlines()[0] == "*.pyc"
+    assert ".em/" in (project.root / ".gitignore").read_text().splitlines()
+    assert cli("validate").code == 0
+    plan = json.loads(cli("plan", "--json").out)
+    assert sorted(a["name"] for a in plan["artifacts"]) == ["models", "my-data"]
+    assert cli("apply", "-q").code == 0
+
+
+def test_init_refuses_to_overwrite_a_manifest(cli: Cli, project: Project) -> None:
+    project.manifest(ONE)
+    code, _, err = cli("init")
+    assert code == 1 and "exists" in err
+    assert (project.root / "artifacts.yaml").read_text() == ONE
+
+
+def test_schema_write_puts_the_schema_beside_the_manifest(cli: Cli, project: Project) -> None:
+    from manifest_tool.manifest import schema_text
+
+    project.manifest(ONE)
+    (project.root / "sub").mkdir()
+    assert cli("schema", "--write", cwd=project.root / "sub").code == 0
+    assert (project.root / "manifest.schema.json").read_text() == schema_text()
+    assert cli("schema", "--write", "sub/s.json").code == 0
+    assert json.loads((project.root / "sub" / "s.json").read_text())["$schema"]
+    assert cli("schema", "nowhere.json").code == 1

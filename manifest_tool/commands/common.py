@@ -11,9 +11,11 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import InvalidInput
+from ..manifest import schema_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_MANIFEST = "artifacts.yaml"
+SCHEMA_FILE = "manifest.schema.json"  # beside the manifest; init's $schema comment names it
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,25 @@ def manifest_options(func: F) -> F:
 
 def gather(ctx: click.Context, manifest: Path | None, targets: tuple[str, ...],
            vars_: tuple[str, ...], remote: str | None, as_json: bool, quiet: bool) -> Options:
+    path = manifest or default_manifest(ctx)
+    return Options(path, targets, parse_vars(vars_), remote, as_json, quiet)
+
+
+def default_manifest(ctx: click.Context) -> Path:
+    """The manifest when no -f is given to the subcommand: the group's, the
+    environment's, else the one found from the current directory."""
     group_file = (ctx.find_root().obj or {}).get("manifest")
     from_env = os.environ.get("MANIFEST_TOOL_FILE")
-    path = manifest or group_file or (Path(from_env) if from_env else find_manifest())
-    return Options(path, targets, parse_vars(vars_), remote, as_json, quiet)
+    return Path(group_file or from_env or find_manifest())
+
+
+def write_schema(target: Path) -> None:
+    """A copy of the schema for editors: the manifest's ``$schema`` comment names it,
+    so it works in a repository that does not vendor this project."""
+    try:
+        target.write_text(schema_text(), encoding="utf-8")
+    except OSError as err:
+        raise InvalidInput(f"cannot write {target}: {err.strerror}") from None
 
 
 def find_manifest(start: Path | None = None) -> Path:
