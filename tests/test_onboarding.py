@@ -4,6 +4,8 @@ subdirectory, schema --write, dir exclude, and one-line hints for the usual mist
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 from conftest import Cli, Project, cli_env
 
@@ -118,3 +120,20 @@ def test_schema_write_puts_the_schema_beside_the_manifest(cli: Cli, project: Pro
     assert cli("schema", "--write", "sub/s.json").code == 0
     assert json.loads((project.root / "sub" / "s.json").read_text())["$schema"]
     assert cli("schema", "nowhere.json").code == 1
+
+
+def test_every_environment_variable_read_is_in_the_readme_table() -> None:
+    root = Path(__file__).resolve().parents[1]
+    code = "\n".join(p.read_text() for p in (root / "manifest_tool").rglob("*.py"))
+    read = set(re.findall(r"(?:environ\.get|getenv|environ\[)\(?\s*[\"']([A-Z0-9_]+)", code))
+    assert {"MANIFEST_TOOL_FILE", "MANIFEST_TOOL_REMOTE"} <= read
+    readme = (root / "README.md").read_text()
+    table = readme.split("## Environment variables", 1)[1].split("\n## ", 1)[0]
+    missing = sorted(v for v in read if f"`{v}`" not in table)
+    assert not missing, f"not in the README's environment table: {missing}"
+
+
+def test_completion_is_documented_for_bash_zsh_and_fish() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for shell in ("bash", "zsh", "fish"):
+        assert f"_MANIFEST_TOOL_COMPLETE={shell}_source manifest-tool" in readme
