@@ -93,11 +93,12 @@ class LazyGroup(click.Group):
     default=None,
     help="The manifest (default: artifacts.yaml here or in the nearest parent directory).",
 )
+@click.option("--no-color", is_flag=True, help="No colour, even on a terminal (or NO_COLOR=1).")
 @click.version_option(package_name="manifest-tool")
 @click.pass_context
-def main(ctx: click.Context, manifest: Path | None) -> None:
+def main(ctx: click.Context, manifest: Path | None, no_color: bool) -> None:
     """Publish ML artifacts declared in artifacts.yaml to an AIStore-compatible server."""
-    ctx.obj = {"manifest": manifest}
+    ctx.obj = {"manifest": manifest, "no_color": no_color}
 
 
 if __name__ == "__main__":

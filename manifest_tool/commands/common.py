@@ -26,6 +26,7 @@ class Options:
     remote: str | None
     json: bool
     quiet: bool
+    no_color: bool = False
 
 
 def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -52,6 +53,8 @@ def manifest_options(func: F) -> F:
                      help="Remote URL (file:PATH, http(s)://HOST); overrides the manifest."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
         click.option("--quiet", "-q", is_flag=True, help="Print only errors."),
+        click.option("--no-color", is_flag=True,
+                     help="No colour, even on a terminal (as NO_COLOR=1 does)."),
     ]
     for deco in reversed(decorators):
         func = deco(func)
@@ -59,9 +62,11 @@ def manifest_options(func: F) -> F:
 
 
 def gather(ctx: click.Context, manifest: Path | None, targets: tuple[str, ...],
-           vars_: tuple[str, ...], remote: str | None, as_json: bool, quiet: bool) -> Options:
+           vars_: tuple[str, ...], remote: str | None, as_json: bool, quiet: bool,
+           no_color: bool = False) -> Options:
     path = manifest or default_manifest(ctx)
-    return Options(path, targets, parse_vars(vars_), remote, as_json, quiet)
+    no_color = no_color or bool((ctx.find_root().obj or {}).get("no_color"))
+    return Options(path, targets, parse_vars(vars_), remote, as_json, quiet, no_color)
 
 
 def default_manifest(ctx: click.Context) -> Path:

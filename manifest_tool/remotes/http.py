@@ -260,7 +260,7 @@ class HttpRemote:
             "POST",
             "/apis/v1/objects",
             f"uploading {target}",
-            FormBody(upload.key, upload.source, upload.data),
+            FormBody(upload.key, upload.source, upload.data, on_bytes=upload.on_bytes),
             {"path": target},
             upload.md5,
         )
@@ -310,7 +310,8 @@ class HttpRemote:
         step = part_size(size)
         parts = []
         for number, offset in enumerate(range(0, size, step), start=1):
-            body = FormBody(upload.key, upload.source, None, offset, min(step, size - offset))
+            length = min(step, size - offset)
+            body = FormBody(upload.key, upload.source, None, offset, length, upload.on_bytes)
             data = self._send_form(
                 "PUT",
                 route,
