@@ -29,10 +29,10 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except ManifestInvalid as err:
             for problem in err.problems:
-                click.echo(f"error: {problem}", err=True)
+                _error(str(problem))
             sys.exit(1)
         except ManifestToolError as err:
-            click.echo(f"error: {err}", err=True)
+            _error(str(err))
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -45,6 +45,19 @@ def handle_errors(func: F) -> F:
             sys.exit(3)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _error(message: str) -> None:
+    """One error line on stderr, its prefix red on a terminal (unless told no colour)."""
+    from .colors import use_color
+
+    ctx = click.get_current_context(silent=True)
+    no_color = bool(ctx and (ctx.find_root().obj or {}).get("no_color"))
+    no_color = no_color or bool(ctx and ctx.params.get("no_color"))
+    prefix = "error:"
+    if use_color(no_color, sys.stderr):
+        prefix = click.style(prefix, fg="red", bold=True)
+    click.echo(f"{prefix} {message}", err=True)
 
 
 def _usage_error(err: click.UsageError) -> NoReturn:

@@ -173,3 +173,25 @@ def test_piped_output_is_only_results(big: Project) -> None:
     applied = run_cli("apply", cwd=big.root, env=env)
     assert applied.code == 0 and applied.err == "", applied.err
     assert "\x1b" not in applied.out and applied.out.startswith("big: create")
+
+
+def test_errors_are_red_on_a_terminal_only(project: Project) -> None:
+    project.manifest(ONE)  # big.bin is missing
+    master, slave = pty.openpty()
+    for env, args, red in (
+        (tty_env(), ["validate"], True),
+        (tty_env(NO_COLOR="1"), ["validate"], False),
+        (tty_env(), ["validate", "--no-color"], False),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "manifest_tool", *args],
+            cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=slave, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 1
+        written = os.read(master, 65536)
+        assert b"big.bin" in written
+        assert written.startswith(b"\x1b[31m\x1b[1merror:" if red else b"error:"), written
+    os.close(slave)
+    os.close(master)
+    piped = run_cli("validate", cwd=project.root, env=tty_env())
+    assert piped.err.startswith("error: ") and "\x1b" not in piped.err
