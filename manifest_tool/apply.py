@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ class Applier:
     workers: int = 4
     on_upload: OnUpload | None = None
     on_start: Callable[[ArtifactPlan, list[Upload]], None] | None = None
+    on_bytes: Callable[[Upload, int], None] | None = None  # during each upload
     history: History = local_history
     local_copies: bool = True  # keep metadata.yaml/references.yaml in .em/artifacts/<alt>/
     results: list[Applied] = field(default_factory=list)
@@ -151,7 +153,7 @@ class Applier:
     def _publish(self, ap: ArtifactPlan, d: Desired) -> Applied:
         node = self._node(ap, d)
         open_node(self.remote, node, d.alternative_name)
-        uploads = _uploads(d, set(ap.upload))
+        uploads = _uploads(d, set(ap.upload), self.on_bytes)
         if self.on_start:
             self.on_start(ap, uploads)
         try:
@@ -251,12 +253,17 @@ def _lock_remote(entry: dict[str, str]) -> dict[str, str]:
     return {k: entry[k] for k in ("host", "id", "path", "timestamp")}
 
 
-def _uploads(d: Desired, keys: set[str]) -> list[Upload]:
-    return [
+def _uploads(
+    d: Desired, keys: set[str], on_bytes: Callable[[Upload, int], None] | None = None
+) -> list[Upload]:
+    uploads = [
         Upload(h.file.key, h.md5, h.file.size, source=h.file.source)
         for h in d.files
         if h.file.key in keys
     ]
+    if on_bytes is None:
+        return uploads
+    return [replace(u, on_bytes=partial(on_bytes, u)) for u in uploads]
 
 
 def artifact_metadata(d: Desired, history: list[dict[str, Any]]) -> dict[str, Any]:

@@ -29,10 +29,10 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except ManifestInvalid as err:
             for problem in err.problems:
-                click.echo(f"error: {problem}", err=True)
+                _error(str(problem))
             sys.exit(1)
         except ManifestToolError as err:
-            click.echo(f"error: {err}", err=True)
+            _error(str(err))
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -45,6 +45,19 @@ def handle_errors(func: F) -> F:
             sys.exit(3)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _error(message: str) -> None:
+    """One error line on stderr, its prefix red on a terminal (unless told no colour)."""
+    from .colors import use_color
+
+    ctx = click.get_current_context(silent=True)
+    no_color = bool(ctx and (ctx.find_root().obj or {}).get("no_color"))
+    no_color = no_color or bool(ctx and ctx.params.get("no_color"))
+    prefix = "error:"
+    if use_color(no_color, sys.stderr):
+        prefix = click.style(prefix, fg="red", bold=True)
+    click.echo(f"{prefix} {message}", err=True)
 
 
 def _usage_error(err: click.UsageError) -> NoReturn:
@@ -91,13 +104,14 @@ class LazyGroup(click.Group):
     "manifest",
     type=click.Path(path_type=Path),
     default=None,
-    help="The manifest (default: ./artifacts.yaml).",
+    help="The manifest (default: artifacts.yaml here or in the nearest parent directory).",
 )
+@click.option("--no-color", is_flag=True, help="No colour, even on a terminal (or NO_COLOR=1).")
 @click.version_option(package_name="manifest-tool")
 @click.pass_context
-def main(ctx: click.Context, manifest: Path | None) -> None:
+def main(ctx: click.Context, manifest: Path | None, no_color: bool) -> None:
     """Publish ML artifacts declared in artifacts.yaml to an AIStore-compatible server."""
-    ctx.obj = {"manifest": manifest}
+    ctx.obj = {"manifest": manifest, "no_color": no_color}
 
 
 if __name__ == "__main__":

@@ -188,9 +188,18 @@ def _render_vars(
             except InvalidInput as err:
                 problems.at_value(("vars", name), str(err))
                 failed.add(("vars", name))
+    declared = list(raw) if isinstance(raw, dict) else []
     for name, value in overrides.items():
         final.setdefault(name, value)
+        if name not in declared:
+            problems.at_key(("vars",), _undeclared(name, declared))
     return final
+
+
+def _undeclared(name: str, declared: list[str]) -> str:
+    """A typo in --var would otherwise publish with the default, silently."""
+    known = f"declared: {', '.join(declared)}" if declared else "this manifest declares no vars"
+    return f"--var {name}: not a variable of this manifest ({known})"
 
 
 def _render_tree(
@@ -237,7 +246,19 @@ def _check_semantics(data: Any, problems: _Problems) -> None:
         else:
             names[name] = i
         _check_objects(i, artifact["objects"], problems)
+        _check_folder(artifact.get("folder"), ("artifacts", i, "folder"), problems)
+    _check_folder(data.get("defaults", {}).get("folder"), ("defaults", "folder"), problems)
     _check_moved(data.get("moved", ()), names, problems)
+
+
+def _check_folder(folder: str | None, at: JsonPath, problems: _Problems) -> None:
+    """'.' and '..' segments: the server refuses them, so say so before any upload."""
+    if folder is None:
+        return
+    if any(part in (".", "..") for part in folder.split("/")):
+        problems.at_value(
+            at, f"folder '{folder}' has a '.' or '..' segment (write the folder it means)"
+        )
 
 
 def _check_moved(moved: list[dict[str, str]], names: dict[str, int], problems: _Problems) -> None:

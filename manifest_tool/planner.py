@@ -23,6 +23,7 @@ from .lockfile import LockEntry
 from .model import ArtifactSpec, Expansion, Reference
 from .paths import RESERVED_ROOT_NAMES
 from .plan import ArtifactPlan, Desired, HashedFile
+from .progress import announce_hashing
 from .publish import check_conflict, sibling_refusal
 from .remotes.base import ARTIFACT, FOLDER, Node, ObjectInfo, Remote, absolute_folder
 
@@ -124,14 +125,17 @@ def _hash_files(
     if staged is not None:
         pairs = zip(staged.stats, staged.md5s, strict=True)
         known = {row: md5 for row, md5 in pairs if staged.trusted(row)}
+    found = [known.get(f) or hashes.get(f.source, (f.size, f.changed_ns, f.inode))
+             for f in expansion.files]  # fmt: skip
+    todo = [f for f, md5 in zip(expansion.files, found, strict=True) if md5 is None]
+    if todo:
+        announce_hashing(len(todo), sum(f.size for f in todo))
     buf = bytearray(1024 * 1024)
     out = []
-    for f in expansion.files:
-        stat = (f.size, f.changed_ns, f.inode)
-        md5 = known.get(f) or hashes.get(f.source, stat)
+    for f, md5 in zip(expansion.files, found, strict=True):
         if md5 is None:
             md5 = md5_file(f.source, buf)
-            hashes.put(f.source, stat, md5)
+            hashes.put(f.source, (f.size, f.changed_ns, f.inode), md5)
         out.append(HashedFile(f, md5))
     return tuple(out)
 

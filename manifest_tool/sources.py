@@ -37,6 +37,14 @@ _KEY = attrgetter("key")
 _MAX_CLASHES = 10  # a whole tree declared twice would otherwise print every file
 
 
+def _drop_excluded(found: list[LocalFile], patterns: tuple[str, ...], cut: int) -> list[LocalFile]:
+    """A dir's files but those its exclude patterns match, relative to the dir itself."""
+    if not patterns or not found:
+        return found
+    exclude = compile_patterns(patterns).match_file
+    return [item for item in found if not exclude(item.key[cut:])]
+
+
 # --- glob helpers, also used by the loader to report bad patterns early ----------------
 
 
@@ -234,7 +242,8 @@ class _Expander:
         if self._outside(obj, top):
             return None
         shown_top = os.path.relpath(top, self.root).replace(os.sep, "/") + "/"
-        self._add_files(index, obj, self._walk(obj, top, prefix, shown_top))
+        found = self._walk(obj, top, prefix, shown_top)
+        self._add_files(index, obj, _drop_excluded(found, obj.exclude, len(prefix)))
         return None
 
     def _glob(self, index: int, obj: ObjectSpec) -> None:

@@ -154,6 +154,13 @@ def _syntax_message(err: yaml.MarkedYAMLError) -> str:
     message = err.problem or "invalid YAML"
     if err.context and err.context_mark is not None:
         message += f" ({err.context} on line {err.context_mark.line + 1})"
-    if "expected <block end>" in message or "mapping values are not allowed" in message:
-        message += ": check the indentation"  # PyYAML's wording hides the usual cause
-    return message
+    return message + _hint(message)
+
+
+def _hint(message: str) -> str:
+    """PyYAML's wording hides the usual causes: a tab, or a line indented off the grid."""
+    if "'\\t'" in message or "\t" in message:
+        return ": YAML does not allow tabs for indentation; use spaces"
+    if any(s in message for s in ("expected <block end>", "mapping values are not allowed")):
+        return ": check the indentation (keys of one mapping line up in one column)"
+    return ""

@@ -178,7 +178,7 @@ BAD: list[tuple[str, str, list[str]]] = [
     (
         "exclude on a file",
         HEAD + "      - file: x\n        exclude: ['*.tmp']\n",
-        ["6:9: $.artifacts[0].objects[0].exclude: 'exclude' applies only to glob objects"],
+        ["6:9: $.artifacts[0].objects[0].exclude: 'exclude' applies only to dir and glob objects"],
     ),
     (
         "symlinks on a reference",
@@ -236,7 +236,16 @@ BAD: list[tuple[str, str, list[str]]] = [
         "version: 1\nartifacts:\n  - name: a\n   objects: [{file: x}]\n",
         [
             "4:4: expected <block end>, but found '<block mapping start>' "
-            "(while parsing a block collection on line 3): check the indentation"
+            "(while parsing a block collection on line 3): check the indentation "
+            "(keys of one mapping line up in one column)"
+        ],
+    ),
+    (
+        "YAML tab indentation",
+        "version: 1\nartifacts:\n  - name: a\n\tobjects: [{file: x}]\n",
+        [
+            "4:1: found character '\\t' that cannot start any token: "
+            "YAML does not allow tabs for indentation; use spaces"
         ],
     ),
     (
@@ -578,6 +587,7 @@ def test_vars_render_in_order_and_see_overrides(tmp_path: Path) -> None:
           base: "{{ vars.root }}/out"
           model: "{{ vars.base }}/{{ env.USER_NAME }}"
           root: ignored
+          extra: ignored too
         artifacts:
           - name: a
             description: "{{ vars.model }} {{ vars.extra }}"

@@ -8,6 +8,7 @@ pay for the server's or the watcher's imports.
 from __future__ import annotations
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init_cmd", "init_command"),
     "validate": ("validate_cmd", "validate_command"),
     "plan": ("plan_cmd", "plan_command"),
     "apply": ("apply_cmd", "apply_command"),

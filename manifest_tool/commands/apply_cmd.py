@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import click
 from ..apply import Applier
 from ..applylock import exclusive_apply
 from ..cli import handle_errors
+from ..colors import paint_plan, use_color
 from ..errors import InvalidInput, StalePlan
 from ..plan import Plan, check_fresh, read_saved, saved_identities
-from ..progress import progress_bars
+from ..progress import hashing_notices, progress_bars
 from ..render import render_applied, render_plan
 from ..workspace import Workspace, make_plan, open_workspace
 from .common import gather, manifest_options
@@ -34,15 +36,17 @@ def apply_command(
     started = time.monotonic()
     ws = open_workspace(opts.manifest, opts.vars, opts.remote)
     with exclusive_apply(ws.em_dir):
-        plan = _plan(ws, opts.targets, planfile, prune)
+        with hashing_notices(not opts.quiet and not opts.json, opts.no_color):
+            plan = _plan(ws, opts.targets, planfile, prune)
         for warning in plan.warnings:
             click.echo(f"warning: {warning}", err=True)
         if not plan.changes and not plan.errors:
-            _echo_none(opts.json, opts.quiet, plan)
+            _echo_none(opts.json, opts.quiet, plan, opts.no_color)
             return
-        with progress_bars(not opts.quiet and not opts.json) as bars:
+        with progress_bars(not opts.quiet and not opts.json, opts.no_color) as bars:
             applier = Applier(
-                ws.remote, ws.lock_file, ws.lock(), workers, bars.on_upload, bars.on_start
+                ws.remote, ws.lock_file, ws.lock(), workers, bars.on_upload, bars.on_start,
+                on_bytes=bars.on_bytes,
             )
             results = applier.apply(plan)
     elapsed = time.monotonic() - started
@@ -58,7 +62,8 @@ def apply_command(
             )
         )
     elif not opts.quiet:
-        click.echo(render_applied(results, elapsed))
+        text = render_applied(results, elapsed)
+        click.echo(paint_plan(text) if use_color(opts.no_color, sys.stdout) else text)
 
 
 def _plan(ws: Workspace, targets: tuple[str, ...], planfile: Path | None, prune: bool) -> Plan:
@@ -86,8 +91,9 @@ def _plan(ws: Workspace, targets: tuple[str, ...], planfile: Path | None, prune:
     return fresh
 
 
-def _echo_none(as_json: bool, quiet: bool, plan: Plan) -> None:
+def _echo_none(as_json: bool, quiet: bool, plan: Plan, no_color: bool) -> None:
     if as_json:
         click.echo(json.dumps({"changes": False, "applied": []}))
     elif not quiet:
-        click.echo(render_plan(plan))
+        text = render_plan(plan)
+        click.echo(paint_plan(text) if use_color(no_color, sys.stdout) else text)

@@ -11,9 +11,11 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import InvalidInput
+from ..manifest import schema_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_MANIFEST = "artifacts.yaml"
+SCHEMA_FILE = "manifest.schema.json"  # beside the manifest; init's $schema comment names it
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Options:
     remote: str | None
     json: bool
     quiet: bool
+    no_color: bool = False
 
 
 def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -40,7 +43,8 @@ def manifest_options(func: F) -> F:
     """-f, --target, --var, --remote, --json, --quiet, gathered into ``opts``."""
     decorators = [
         click.option("-f", "--file", "manifest", type=click.Path(path_type=Path), default=None,
-                     help=f"The manifest (default: ./{DEFAULT_MANIFEST}, or the group's -f)."),
+                     help=f"The manifest (default: the group's -f, $MANIFEST_TOOL_FILE, or "
+                     f"{DEFAULT_MANIFEST} here or in the nearest parent directory)."),
         click.option("--target", "-t", "targets", multiple=True, metavar="NAME",
                      help="Only this artifact (repeatable)."),
         click.option("--var", "vars_", multiple=True, metavar="K=V",
@@ -49,6 +53,8 @@ def manifest_options(func: F) -> F:
                      help="Remote URL (file:PATH, http(s)://HOST); overrides the manifest."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
         click.option("--quiet", "-q", is_flag=True, help="Print only errors."),
+        click.option("--no-color", is_flag=True,
+                     help="No colour, even on a terminal (as NO_COLOR=1 does)."),
     ]
     for deco in reversed(decorators):
         func = deco(func)
@@ -56,7 +62,37 @@ def manifest_options(func: F) -> F:
 
 
 def gather(ctx: click.Context, manifest: Path | None, targets: tuple[str, ...],
-           vars_: tuple[str, ...], remote: str | None, as_json: bool, quiet: bool) -> Options:
+           vars_: tuple[str, ...], remote: str | None, as_json: bool, quiet: bool,
+           no_color: bool = False) -> Options:
+    path = manifest or default_manifest(ctx)
+    no_color = no_color or bool((ctx.find_root().obj or {}).get("no_color"))
+    return Options(path, targets, parse_vars(vars_), remote, as_json, quiet, no_color)
+
+
+def default_manifest(ctx: click.Context) -> Path:
+    """The manifest when no -f is given to the subcommand: the group's, the
+    environment's, else the one found from the current directory."""
     group_file = (ctx.find_root().obj or {}).get("manifest")
-    path = manifest or group_file or Path(os.environ.get("MANIFEST_TOOL_FILE", DEFAULT_MANIFEST))
-    return Options(path, targets, parse_vars(vars_), remote, as_json, quiet)
+    from_env = os.environ.get("MANIFEST_TOOL_FILE")
+    return Path(group_file or from_env or find_manifest())
+
+
+def write_schema(target: Path) -> None:
+    """A copy of the schema for editors: the manifest's ``$schema`` comment names it,
+    so it works in a repository that does not vendor this project."""
+    try:
+        target.write_text(schema_text(), encoding="utf-8")
+    except OSError as err:
+        raise InvalidInput(f"cannot write {target}: {err.strerror}") from None
+
+
+def find_manifest(start: Path | None = None) -> Path:
+    """``artifacts.yaml`` in the current directory or the nearest parent holding one (as
+    git finds ``.git``), shown relative to the current directory; when there is none,
+    ``artifacts.yaml`` itself, so the error names the file the user expected."""
+    here = (start or Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_MANIFEST
+        if candidate.is_file():
+            return Path(os.path.relpath(candidate, here))
+    return Path(DEFAULT_MANIFEST)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -13,7 +12,7 @@ from ..credentials import forget_key, host_of, save_key
 from ..errors import InvalidInput
 from ..manifest import load_manifest
 from ..remotes.http import HttpRemote
-from .common import DEFAULT_MANIFEST
+from .common import default_manifest
 
 
 def _target(ctx: click.Context, url: str | None) -> str:
@@ -31,8 +30,7 @@ def _target(ctx: click.Context, url: str | None) -> str:
 
 
 def _manifest_url(ctx: click.Context) -> str | None:
-    group_file = (ctx.find_root().obj or {}).get("manifest")
-    path = group_file or Path(os.environ.get("MANIFEST_TOOL_FILE", DEFAULT_MANIFEST))
+    path = default_manifest(ctx)
     return load_manifest(path).remote_url if path.exists() else None
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from ..cli import handle_errors
+from ..colors import paint_plan, use_color
 from ..plan import save_plan
+from ..progress import hashing_notices
 from ..render import render_plan
 from ..workspace import make_plan, open_workspace
 from .common import gather, manifest_options
@@ -35,7 +37,8 @@ def plan_command(
     """Show what differs between the manifest, the local state and the remote."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     ws = open_workspace(opts.manifest, opts.vars, opts.remote)
-    plan = make_plan(ws, opts.targets, prune=prune)
+    with hashing_notices(not opts.quiet and not opts.json, opts.no_color):
+        plan = make_plan(ws, opts.targets, prune=prune)
     for warning in plan.warnings:
         click.echo(f"warning: {warning}", err=True)
     if out:
@@ -43,7 +46,8 @@ def plan_command(
     if opts.json:
         click.echo(json.dumps(plan.to_json(), indent=2))
     elif not opts.quiet or plan.errors:
-        click.echo(render_plan(plan, verbose))
+        text = render_plan(plan, verbose)
+        click.echo(paint_plan(text) if use_color(opts.no_color, sys.stdout) else text)
     if plan.errors:
         first, more = plan.errors[0], len(plan.errors) - 1
         tail = f" (and {more} more artifact(s) in error)" if more else ""

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from ..cli import handle_errors
-from ..errors import ManifestInvalid
+from ..errors import InvalidInput, ManifestInvalid
 from ..manifest import load_manifest, schema_text
 from ..sources import expand_all
-from .common import gather, manifest_options
+from .common import SCHEMA_FILE, default_manifest, gather, manifest_options, write_schema
 
 
 @click.command("validate")
@@ -49,6 +50,20 @@ def validate_command(ctx: click.Context, /, **kw: object) -> None:
 
 
 @click.command("schema")
-def schema_command() -> None:
-    """Print the manifest's JSON Schema (for editors and CI checks)."""
-    click.echo(schema_text(), nl=False)
+@click.option("--write", "write", is_flag=True,
+              help=f"Write it to PATH (default: {SCHEMA_FILE} beside the manifest).")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.pass_context
+@handle_errors
+def schema_command(ctx: click.Context, /, write: bool, path: Path | None) -> None:
+    """Print the manifest's JSON Schema (for editors and CI checks), or --write it."""
+    if not write:
+        if path is not None:
+            raise InvalidInput(f"{path}: give --write to write the schema to a file")
+        click.echo(schema_text(), nl=False)
+        return
+    target = path or default_manifest(ctx).parent / SCHEMA_FILE
+    if target.is_dir():
+        target = target / SCHEMA_FILE
+    write_schema(target)
+    click.echo(f"wrote {target}")

@@ -9,7 +9,7 @@ PermissionDenied, AuthError, ChecksumMismatch, RemoteError.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -157,6 +157,9 @@ class Upload:
     size: int
     source: str | Path | None = None
     data: bytes | None = field(default=None, repr=False)
+    # Told the size of each block as it is read for sending, so a progress bar moves
+    # during a large object instead of only when it completes. A retry reads again.
+    on_bytes: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
 
 
 class Remote(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import ChecksumMismatch
@@ -27,6 +27,7 @@ class FormBody:
         data: bytes | None,
         offset: int = 0,
         length: int | None = None,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self.boundary = uuid.uuid4().hex
         name = key.rsplit("/", 1)[-1].replace('"', "%22").replace("\r", "").replace("\n", "")
@@ -36,6 +37,7 @@ class FormBody:
         ).encode()
         self.tail = f"\r\n--{self.boundary}--\r\n".encode()
         self.source, self.data, self.offset = source, data, offset
+        self.on_bytes = on_bytes
         if length is None:
             length = len(data) if data is not None else file_size(source) - offset
         self.length = length
@@ -52,7 +54,10 @@ class FormBody:
         if self.data is not None:
             yield self.data
         else:
-            yield from _file_range(self.source, self.offset, self.length)
+            for block in _file_range(self.source, self.offset, self.length):
+                yield block
+                if self.on_bytes is not None:  # after the send: requests pulls the next
+                    self.on_bytes(len(block))
         yield self.tail
 
 

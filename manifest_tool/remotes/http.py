@@ -122,6 +122,8 @@ class HttpRemote:
             resp = with_retries(attempt, idempotent)
         except _Transient as err:
             raise self._error(err.response, what) from None
+        except requests.exceptions.SSLError:
+            raise Unreachable(self._tls_message(what)) from None
         except requests.ConnectionError as err:
             raise Unreachable(
                 f"cannot reach {self.url}: {type(err).__name__} while {what} "
@@ -135,6 +137,14 @@ class HttpRemote:
         if resp.status_code >= 300:
             raise self._error(resp, what)
         return resp
+
+    def _tls_message(self, what: str) -> str:
+        # The usual cause is https:// in front of a plain-http server (TLS "wrong version").
+        plain = "http://" + self.url.removeprefix("https://")
+        return (
+            f"cannot reach {self.url}: TLS handshake failed while {what}; if the server "
+            f"speaks plain HTTP, use {plain}"
+        )
 
     def _json(
         self, method: str, path: str, what: str, idempotent: bool = True, **kwargs: Any
@@ -276,7 +286,7 @@ class HttpRemote:
             "POST",
             "/apis/v1/objects",
             f"uploading {target}",
-            FormBody(upload.key, upload.source, upload.data),
+            FormBody(upload.key, upload.source, upload.data, on_bytes=upload.on_bytes),
             {"path": target},
             upload.md5,
         )
@@ -326,7 +336,8 @@ class HttpRemote:
         step = part_size(size)
         parts = []
         for number, offset in enumerate(range(0, size, step), start=1):
-            body = FormBody(upload.key, upload.source, None, offset, min(step, size - offset))
+            length = min(step, size - offset)
+            body = FormBody(upload.key, upload.source, None, offset, length, upload.on_bytes)
             data = self._send_form(
                 "PUT",
                 route,

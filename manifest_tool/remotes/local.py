@@ -7,7 +7,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -87,15 +87,13 @@ class LocalRemote:
         return objects
 
     def put_object(self, node_path: str, upload: Upload) -> ObjectInfo:
-        chunks = [upload.data] if upload.data is not None else _read(upload.source)
+        chunks = _chunks(upload)
         with self._writing():
             return self.store.put_object(self.user, node_path, upload.key, chunks, upload.md5)
 
     def put_objects(self, node_path: str, uploads: Sequence[Upload]) -> list[ObjectInfo]:
         """Many small objects in one store transaction (see ``Store.put_batch``)."""
-        items = [
-            (u.key, [u.data] if u.data is not None else _read(u.source), u.md5) for u in uploads
-        ]
+        items = [(u.key, _chunks(u), u.md5) for u in uploads]
         with self._writing():
             return self.store.put_batch(self.user, node_path, items)
 
@@ -130,6 +128,20 @@ class LocalRemote:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _chunks(upload: Upload) -> Iterable[bytes]:
+    if upload.data is not None:
+        return [upload.data]
+    if upload.on_bytes is None:
+        return _read(upload.source)
+    return _counted(_read(upload.source), upload.on_bytes)
+
+
+def _counted(chunks: Iterator[bytes], on_bytes: Callable[[int], None]) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+        on_bytes(len(chunk))  # after the store wrote it
 
 
 def _read(path: str | Path | None) -> Iterator[bytes]:

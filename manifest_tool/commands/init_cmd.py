@@ -1,0 +1,126 @@
+"""``manifest-tool init``: a first, commented artifacts.yaml for the files found here."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+
+from ..cli import handle_errors
+from ..errors import InvalidInput
+from .common import DEFAULT_MANIFEST, SCHEMA_FILE, write_schema
+
+# Directories that hold code, tools or caches rather than data to publish.
+NOT_DATA = frozenset(
+    {"__pycache__", "node_modules", "venv", "env", "build", "dist", "site-packages"}
+)
+IGNORED = ".em/"
+
+HEADER = f"""\
+# yaml-language-server: $schema={SCHEMA_FILE}
+# The artifacts this directory publishes: `manifest-tool plan` shows what would change on
+# the remote, `manifest-tool apply` makes it so. Written by `manifest-tool init`: edit it.
+#
+# Every string is a Jinja2 template ({{{{ env.NAME }}}}, {{{{ vars.NAME }}}}); paths are
+# relative to this file's directory. `manifest-tool validate` checks it; {SCHEMA_FILE}
+# beside it lets editors complete and check keys (`manifest-tool schema --write` refreshes
+# it). Commit this file and artifacts.lock (apply writes it); .em/ is local state.
+version: 1
+
+# Template variables; `--var NAME=VALUE` overrides a declared one for one run.
+# vars:
+#   run: dev
+
+# The remote (default: an embedded store in .em/store). MANIFEST_TOOL_REMOTE or --remote
+# override it; the key comes from MANIFEST_TOOL_API_KEY or `manifest-tool login`.
+# remote:
+#   url: http://HOST:PORT
+
+# Every artifact goes to this folder (under /<user>/) unless it sets its own.
+defaults:
+  folder: default
+  make_folder: true
+
+artifacts:
+"""
+
+ARTIFACT = """\
+  - name: {name}
+    description: ""
+    labels: []
+    objects:
+      - dir: {path}
+        # Leave files out, .gitignore-style, relative to the directory:
+        # exclude: ["*.tmp", "checkpoints/"]
+"""
+
+PLACEHOLDER = """\
+  # No data directory was found here: create data/ or point dir: at yours.
+  - name: data
+    objects:
+      - dir: data
+"""
+
+
+@click.command("init")
+@click.pass_context
+@handle_errors
+def init_command(ctx: click.Context) -> None:
+    """Write a commented artifacts.yaml for the directories found here, the schema
+    beside it, and the .gitignore line for manifest-tool's local state."""
+    group_file = (ctx.find_root().obj or {}).get("manifest")
+    manifest = Path(group_file or DEFAULT_MANIFEST)
+    if manifest.exists():
+        raise InvalidInput(f"{manifest} exists: init never overwrites a manifest")
+    root = manifest.parent
+    manifest.write_text(manifest_text(data_dirs(root)), encoding="utf-8")
+    write_schema(root / SCHEMA_FILE)
+    added = add_gitignore(root / ".gitignore")
+    click.echo(f"wrote {manifest} and {root / SCHEMA_FILE}")
+    if added:
+        click.echo(f"added {IGNORED} to {root / '.gitignore'}")
+    click.echo("next: manifest-tool validate, then manifest-tool plan")
+
+
+def data_dirs(root: Path) -> list[str]:
+    """The top-level directories that may hold data: not hidden, not code or caches."""
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_DATA
+    )
+
+
+def manifest_text(dirs: list[str]) -> str:
+    body = "".join(ARTIFACT.format(name=_name(d), path=json.dumps(d)) for d in _unique(dirs))
+    return HEADER + (body or PLACEHOLDER)
+
+
+def _unique(dirs: list[str]) -> list[str]:
+    """Directories whose artifact names do not collide (the first one wins)."""
+    seen: set[str] = set()
+    out = []
+    for d in dirs:
+        if _name(d) not in seen:
+            seen.add(_name(d))
+            out.append(d)
+    return out
+
+
+def _name(directory: str) -> str:
+    """An artifact name for ``directory``: 1-40 of A-Za-z0-9_-, alphanumeric at the ends."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", directory)[:40].strip("_-")
+    return name or "data"
+
+
+def add_gitignore(path: Path) -> bool:
+    """Append ``.em/`` unless the file already ignores it; True when it was added."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if IGNORED in {line.strip() for line in text.splitlines()}:
+        return False
+    sep = "" if not text or text.endswith("\n") else "\n"
+    comment = "# manifest-tool's local state: hash cache, embedded store\n"
+    path.write_text(f"{text}{sep}{comment}{IGNORED}\n", encoding="utf-8")
+    return True
