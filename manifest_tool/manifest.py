@@ -50,7 +50,7 @@ def _known_valid_file(path: Path) -> Path:
 
 def _fingerprint(data: Any) -> str:
     text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=repr) + schema_text()
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _schema_problems(path: Path, data: Any, problems: _Problems, failed: set[JsonPath]) -> None:

@@ -154,3 +154,96 @@ def test_numbers_no_manifest_needs_are_one_line(project: Project) -> None:
             "    objects: [{dir: d}]\n"
         )
         one_line_error(project)
+
+
+# -- a hostile pass over the web UI and onboarding ------------------------------------------
+
+
+def test_an_object_from_the_api_is_an_inert_attachment(tmp_path: Path) -> None:
+    """An uploaded .html must not run as a page of the server's origin, where the web
+    UI's cookie lives."""
+    with running_server(tmp_path, users=[A]) as srv:
+        HttpRemote(srv.url, srv.keys[A]).create_node(f"/{A}", "art", ARTIFACT)
+        assert put(srv, A, "x.html", b"<script>alert(1)</script>").status_code == 200
+        resp = requests.get(
+            f"{srv.url}/apis/v1/objects",
+            headers=srv.headers(A),
+            params={"path": f"/{A}/art/x.html"},
+            timeout=10,
+        )
+        assert resp.content == b"<script>alert(1)</script>"
+        assert resp.headers["Content-Disposition"].startswith("attachment")
+        assert "sandbox" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_huge_metadata_yaml_does_not_hold_up_the_web_ui(tmp_path: Path) -> None:
+    with running_server(tmp_path, users=[A]) as srv:
+        HttpRemote(srv.url, srv.keys[A]).create_node(f"/{A}", "art", ARTIFACT)
+        entry = "- {action: upload, timestamp: t, host: h, id: i, path: p}\n"
+        big = ("remote:\n" + entry * 23000).encode()
+        assert put(srv, A, "metadata.yaml", big).status_code == 200
+        session = requests.Session()
+        login = session.post(
+            f"{srv.url}/ui/login", data={"apikey": srv.keys[A]}, timeout=10,
+            headers={"Origin": srv.url},
+        )  # fmt: skip
+        assert login.status_code in (200, 303), login.status_code
+        started = time.monotonic()
+        page = session.get(f"{srv.url}/ui/n/{A}/art", timeout=10)
+        assert page.status_code == 200 and time.monotonic() - started < 2
+
+
+def test_a_manifest_above_the_current_directory_must_be_the_users_own(
+    project: Project,
+) -> None:
+    import os
+
+    project.write("d/a.txt", "a")
+    manifest = project.manifest(
+        "version: 1\nremote: {url: 'http://127.0.0.1:9'}\nartifacts:\n"
+        "  - name: a\n    objects: [{dir: d}]\n"
+    )
+    (project.root / "sub").mkdir()
+    os.chown(manifest, 65534, 65534)  # nobody's file, as one left in /tmp would be
+    code, _, err = run_in_process("plan", cwd=project.root / "sub")
+    assert code == 1 and "belongs to another user" in err and "-f" in err, err
+    os.chown(manifest, os.geteuid(), os.getegid())
+    code, _, err = run_in_process("validate", cwd=project.root / "sub")
+    assert code == 0, err
+
+
+def test_init_never_writes_through_a_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "bashrc").write_text("mine\n")
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "manifest.schema.json").symlink_to(outside / "bashrc")
+    (repo / "artifacts.yaml").symlink_to(outside / "new")  # dangling
+    code, _, err = run_in_process("init", cwd=repo)
+    assert code == 1 and "exists" in err, err
+    (repo / "artifacts.yaml").unlink()
+    (repo / ".gitignore").symlink_to(outside / "notes")
+    code, _, err = run_in_process("init", cwd=repo)
+    assert code == 1 and "symlink" in err, err
+    assert (outside / "bashrc").read_text() == "mine\n"
+    assert not (outside / "new").exists() and not (outside / "notes").exists()
+    (repo / ".gitignore").unlink()
+    assert run_in_process("init", cwd=repo).code == 0
+    assert (outside / "bashrc").read_text() == "mine\n"  # the link was replaced, not followed
+    assert not (repo / "manifest.schema.json").is_symlink()
+
+
+def test_init_writes_a_manifest_that_validates_whatever_the_directory_names(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    for name in ("49", "{{ 7*7 }}", "data"):
+        (repo / name).mkdir(parents=True)
+        (repo / name / "f.txt").write_text("x")
+    assert run_in_process("init", cwd=repo).code == 0
+    text = (repo / "artifacts.yaml").read_text()
+    assert "{{ 7*7 }}" not in text.split("artifacts:")[1]
+    code, _, err = run_in_process("validate", cwd=repo)
+    assert code == 0, err

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import InvalidInput
+from ..localdir import write_atomic
 from ..manifest import schema_text
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,8 +81,8 @@ def default_manifest(ctx: click.Context) -> Path:
 def write_schema(target: Path) -> None:
     """A copy of the schema for editors: the manifest's ``$schema`` comment names it,
     so it works in a repository that does not vendor this project."""
-    try:
-        target.write_text(schema_text(), encoding="utf-8")
+    try:  # replaced, never written through: a symlink there could point anywhere
+        write_atomic(target, schema_text().encode())
     except OSError as err:
         raise InvalidInput(f"cannot write {target}: {err.strerror}") from None
 
@@ -91,8 +92,23 @@ def find_manifest(start: Path | None = None) -> Path:
     git finds ``.git``), shown relative to the current directory; when there is none,
     ``artifacts.yaml`` itself, so the error names the file the user expected."""
     here = (start or Path.cwd()).absolute()
+    device = here.stat().st_dev
     for folder in (here, *here.parents):
+        if folder.stat().st_dev != device:
+            break  # as git does: the search stops at a file system boundary
         candidate = folder / DEFAULT_MANIFEST
         if candidate.is_file():
+            _check_owner(candidate, folder == here)
             return Path(os.path.relpath(candidate, here))
     return Path(DEFAULT_MANIFEST)
+
+
+def _check_owner(candidate: Path, here: bool) -> None:
+    """A manifest found above the current directory must be the user's own: anyone can
+    leave an artifacts.yaml in /tmp, naming a remote that would receive the API key."""
+    owner = candidate.stat().st_uid
+    if not here and owner != os.geteuid():
+        raise InvalidInput(
+            f"{candidate} was found above the current directory but belongs to another "
+            f"user (uid {owner}); pass -f to use it on purpose"
+        )

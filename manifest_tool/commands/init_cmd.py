@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -72,10 +73,12 @@ def init_command(ctx: click.Context) -> None:
     beside it, and the .gitignore line for manifest-tool's local state."""
     group_file = (ctx.find_root().obj or {}).get("manifest")
     manifest = Path(group_file or DEFAULT_MANIFEST)
-    if manifest.exists():
+    if manifest.exists() or manifest.is_symlink():
         raise InvalidInput(f"{manifest} exists: init never overwrites a manifest")
     root = manifest.parent
-    manifest.write_text(manifest_text(data_dirs(root)), encoding="utf-8")
+    if (root / ".gitignore").is_symlink():  # checked first: a refused init writes nothing
+        raise InvalidInput(f"{root / '.gitignore'} is a symlink: add {IGNORED} to it yourself")
+    create_new(manifest, manifest_text(data_dirs(root)))
     write_schema(root / SCHEMA_FILE)
     added = add_gitignore(root / ".gitignore")
     click.echo(f"wrote {manifest} and {root / SCHEMA_FILE}")
@@ -84,17 +87,41 @@ def init_command(ctx: click.Context) -> None:
     click.echo("next: manifest-tool validate, then manifest-tool plan")
 
 
+def create_new(path: Path, text: str) -> None:
+    """Write a file that must not exist yet, never through a symlink."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        raise InvalidInput(f"cannot write {path}: {err.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
 def data_dirs(root: Path) -> list[str]:
-    """The top-level directories that may hold data: not hidden, not code or caches."""
+    """The top-level directories that may hold data: not hidden, not code or caches,
+    and with a name a manifest can hold as written (UTF-8, no template braces)."""
     return sorted(
         p.name
         for p in root.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_DATA
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and p.name not in NOT_DATA
+        and _plain(p.name)
     )
 
 
+def _plain(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "{" not in name and "}" not in name
+
+
 def manifest_text(dirs: list[str]) -> str:
-    body = "".join(ARTIFACT.format(name=_name(d), path=json.dumps(d)) for d in _unique(dirs))
+    body = "".join(
+        ARTIFACT.format(name=json.dumps(_name(d)), path=json.dumps(d)) for d in _unique(dirs)
+    )
     return HEADER + (body or PLACEHOLDER)
 
 
@@ -117,6 +144,8 @@ def _name(directory: str) -> str:
 
 def add_gitignore(path: Path) -> bool:
     """Append ``.em/`` unless the file already ignores it; True when it was added."""
+    if path.is_symlink():  # a cloned repository may point it anywhere
+        raise InvalidInput(f"{path} is a symlink: add {IGNORED} to it yourself")
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     if IGNORED in {line.strip() for line in text.splitlines()}:
         return False

@@ -11,6 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import quote
 
 from starlette.responses import StreamingResponse
 
@@ -62,12 +63,21 @@ async def object_response(
         "Content-Length": str(last - first + 1),
         "Accept-Ranges": "bytes",
         "ETag": f'"{info.checksum}"',
+        # a user's object is never a page of this origin (an uploaded .html or .svg
+        # would otherwise run with the web UI's cookie): always an inert attachment
+        "Content-Disposition": f"attachment; filename*=UTF-8''{_filename(info.path)}",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+        "X-Content-Type-Options": "nosniff",
     }
     if span:
         headers["Content-Range"] = f"bytes {first}-{last}/{info.size_bytes}"
     return StreamingResponse(
         _read(fh, first, last - first + 1), 206 if span else 200, headers, info.content_type
     )
+
+
+def _filename(key: str) -> str:
+    return quote(key.rsplit("/", 1)[-1], safe="")
 
 
 def _open(path: Path) -> BinaryIO:

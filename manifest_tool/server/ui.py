@@ -33,7 +33,7 @@ from .objects import resolve_object
 from .redact import UI_COOKIE
 
 PAGE_SIZE = 200  # children or objects per page
-HISTORY_BYTES = 1 << 20  # a metadata.yaml larger than this is not parsed for history
+HISTORY_BYTES = 64 * 1024  # parsed on every page view: kept small (a few hundred entries)
 HISTORY_ENTRIES = 100  # the most recent entries shown
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -95,6 +95,9 @@ def node_view(store: Store, user: str, path: str, page: int) -> NodeView:
     return view
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def history(store: Store, user: str, node_path: str) -> list[list[tuple[str, str]]]:
     """The ``remote`` list of the node's metadata.yaml, newest first, as (key, value)
     pairs of scalars; anything unreadable or too large shows as no history."""
@@ -104,9 +107,9 @@ def history(store: Store, user: str, node_path: str) -> list[list[tuple[str, str
         return []
     if info.size_bytes > HISTORY_BYTES:
         return []
-    try:
-        data = yaml.safe_load(blob.read_bytes())
-    except (yaml.YAMLError, OSError, ValueError):
+    try:  # the C loader: a page view must not hold the interpreter for long
+        data = yaml.load(blob.read_bytes(), Loader=_LOADER)
+    except (yaml.YAMLError, OSError, ValueError, RecursionError):
         return []
     entries = data.get("remote") if isinstance(data, dict) else None
     if not isinstance(entries, list):
@@ -248,11 +251,7 @@ async def download(request: Request) -> Response:
         answer = await object_response(info, blob, request.headers.get("range"))
     except Exception as err:
         return error_page(request, err, user)
-    name = quote(key.rsplit("/", 1)[-1], safe="")
-    answer.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{name}"
-    answer.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
-    answer.headers["X-Content-Type-Options"] = "nosniff"
-    answer.headers["Cache-Control"] = "no-store"
+    answer.headers["Cache-Control"] = "no-store"  # the attachment headers are set for all
     return answer
 
 
