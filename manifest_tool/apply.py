@@ -229,13 +229,7 @@ class Applier:
         name = d.spec.name
         old = self.lock.get(name)
         keep = old.remote if old and old.alternativeName == d.alternative_name else {}
-        digest = d.digest if ap.action != "skip" else (old.contentDigest if old else "")
-        entry = LockEntry(
-            alternativeName=d.alternative_name,
-            createdTimestamp=d.created_timestamp,
-            contentDigest=digest,
-            remote=_lock_remote(record) if record else keep,
-        )
+        entry = LockEntry(*ap.lock_identity(old), remote=_lock_remote(record) if record else keep)
         if d.moved_from:
             self.lock.pop(d.moved_from, None)
         if d.retired is not None:  # a folder change: the old node stays an orphan

@@ -98,6 +98,15 @@ class ArtifactPlan:
         """Whether apply would change the remote or the lock for this artifact."""
         return self.action not in QUIET or self.lock_change
 
+    def lock_identity(self, old: LockEntry | None) -> tuple[str, str, str]:
+        """(alternativeName, createdTimestamp, contentDigest) apply records for this
+        artifact: the one rule for apply's write and plan's ``lockChange``. A skipped
+        artifact published nothing, so the digest stays what the lock had."""
+        d = self.desired
+        assert d is not None, "orphans have no lock identity of their own"
+        digest = (old.contentDigest if old else "") if self.action == "skip" else d.digest
+        return d.alternative_name, d.created_timestamp, digest
+
     @property
     def full_message(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message

@@ -192,11 +192,12 @@ def _decide(desired: Desired, reads: Reads, user: str) -> ArtifactPlan:
         and valid_alternative_name(other)  # it becomes our local directory's name
         and (not pin or other == pin)
     )
-    if node.type == ARTIFACT and other == desired.alternative_name:
+    ours = node.type == ARTIFACT and other == desired.alternative_name
+    if ours:
         desired = _adopted(desired, reads, node)
     if extra.get("contentDigest") == desired.digest and adoptable:
         return _same_content(desired, reads, node)
-    if node.type == ARTIFACT and other == desired.alternative_name:
+    if ours:
         return _update(desired, reads, node, "update")
     blocked = _blocked_rename(desired, reads, node)
     if blocked:
@@ -215,16 +216,24 @@ def _all_keys(desired: Desired) -> tuple[str, ...]:
     return tuple(h.file.key for h in desired.files)
 
 
+def _previous_ours(desired: Desired, reads: Reads) -> Node | None:
+    """``moved``: the node under the old name, if it is still this artifact."""
+    if not desired.previous_path:
+        return None
+    prev: Node | None = _get(reads, "node", desired.previous_path)
+    if prev is None or prev.type != ARTIFACT:
+        return None
+    return prev if prev.extra_dict.get("alternativeName") == desired.alternative_name else None
+
+
 def _rename(desired: Desired, reads: Reads) -> ArtifactPlan | None:
     """``moved``: the node at the old name, still ours and in the same folder, is
     renamed in place, keeping its identity and objects."""
     old = desired.previous_path
     if not old or old.rpartition("/")[0] != desired.folder:
         return None
-    prev: Node | None = _get(reads, "node", old)
-    if prev is None or prev.type != ARTIFACT:
-        return None
-    if prev.extra_dict.get("alternativeName") != desired.alternative_name:
+    prev = _previous_ours(desired, reads)
+    if prev is None:
         return None
     plan = _update(desired, reads, prev, "rename")
     return replace(plan, path=f"{desired.folder}/{desired.spec.name}", rename_from=old)
@@ -232,12 +241,9 @@ def _rename(desired: Desired, reads: Reads) -> ArtifactPlan | None:
 
 def _blocked_rename(desired: Desired, reads: Reads, node: Node) -> ArtifactPlan | None:
     """``moved`` onto a name someone else holds: the old node would be lost track of."""
+    if _previous_ours(desired, reads) is None:
+        return None
     old = desired.previous_path
-    if not old:
-        return None
-    prev: Node | None = _get(reads, "node", old)
-    if prev is None or prev.extra_dict.get("alternativeName") != desired.alternative_name:
-        return None
     return _plan(
         desired, node.path, "error", seen=seen_of(node), refusal="conflict",
         message=f"cannot rename {old} to {node.path}: {node.path} holds another node",
@@ -246,7 +252,7 @@ def _blocked_rename(desired: Desired, reads: Reads, node: Node) -> ArtifactPlan 
 
 
 def _create(desired: Desired, reads: Reads, user: str, path: str) -> ArtifactPlan:
-    missing = _missing_folders(desired.folder, reads, user)
+    missing = _missing_folders(desired.folder, reads)
     if isinstance(missing, str):
         return _plan(
             desired, path, "error", message=f"{missing} is not a Folder", refusal="folder",
@@ -261,7 +267,7 @@ def _create(desired: Desired, reads: Reads, user: str, path: str) -> ArtifactPla
     return _plan(desired, path, "create", upload=_all_keys(desired), make_folders=missing)
 
 
-def _missing_folders(folder: str, reads: Reads, user: str) -> tuple[str, ...] | str:
+def _missing_folders(folder: str, reads: Reads) -> tuple[str, ...] | str:
     """The folders of ``folder`` below /<user>/ that do not exist, top-down; or the
     path of a node in the way that is not a Folder."""
     missing: list[str] = []
@@ -282,19 +288,22 @@ def _adopted(desired: Desired, reads: Reads, node: Node) -> Desired:
     uploaded it under the pinned alternative_name): its createdTimestamp stands."""
     if not desired.adopt:
         return desired  # the lock's timestamp is the node's: no read needed
-    created = _get(reads, "created", node.path) or node.created_at
-    return replace(desired, created_timestamp=str(created))
+    return replace(desired, created_timestamp=_created(reads, node))
+
+
+def _created(reads: Reads, node: Node) -> str:
+    """The createdTimestamp an existing node's metadata.yaml records."""
+    return str(_get(reads, "created", node.path) or node.created_at)
 
 
 def _same_content(desired: Desired, reads: Reads, node: Node) -> ArtifactPlan:
     other = node.extra_dict.get("alternativeName")
     if other and other != desired.alternative_name:
         # the node already holds exactly our content under another identity: take it
-        created = _get(reads, "created", node.path) or node.created_at
         desired = replace(
             desired,
             alternative_name=str(other),
-            created_timestamp=str(created),
+            created_timestamp=_created(reads, node),
             local_dir=desired.local_dir.with_name(str(other)),
             adopt=True,
         )

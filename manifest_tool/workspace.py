@@ -134,13 +134,24 @@ def refuse_nested(plans: list[ArtifactPlan]) -> list[ArtifactPlan]:
     nodes = {ap.path: ap.name for ap in plans if ap.action not in ("error", "skip")}
     out = []
     for ap in plans:
-        above = next((p for p in nodes if ap.folder == p or ap.folder.startswith(p + "/")), None)
+        above = _node_above(ap.folder, nodes)
         if above is not None and ap.action != "error":
             message = f"its folder {ap.folder} is (below) artifact '{nodes[above]}' at {above}"
             ap = replace(ap, action="error", message=message, refusal="folder",
                          hint="choose another folder")  # fmt: skip
         out.append(ap)
     return out
+
+
+def _node_above(folder: str, nodes: Mapping[str, str]) -> str | None:
+    """The first of ``nodes`` that is ``folder`` or one of its parents (a walk up the
+    folder's own path: linear in artifacts, not quadratic)."""
+    path = folder
+    while path.count("/") > 1:
+        if path in nodes:
+            return path
+        path = path.rpartition("/")[0]
+    return None
 
 
 def _desired(
@@ -189,9 +200,7 @@ def lock_change(ap: ArtifactPlan, lock: Mapping[str, LockEntry]) -> bool:
     old = lock.get(d.spec.name)
     if old is None or d.moved_from or d.retired is not None:
         return True
-    digest = old.contentDigest if ap.action == "skip" else d.digest
-    now = (d.alternative_name, d.created_timestamp, digest)
-    return (old.alternativeName, old.createdTimestamp, old.contentDigest) != now
+    return (old.alternativeName, old.createdTimestamp, old.contentDigest) != ap.lock_identity(old)
 
 
 def orphans(
