@@ -113,7 +113,7 @@ def bounded_render(template: Any, **context: Any) -> str:
     out: list[str] = []
     size = 0
     try:
-        with _alarm(), _memory_cap():
+        with _memory_cap(), _alarm():  # the timer stops before the cap is lifted
             if callable(template):
                 template = template()
             for chunk in template.generate(**context):

@@ -4,6 +4,7 @@ on an event line, never on a blind sleep."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -307,7 +308,10 @@ def test_real_server_create_and_modify(mnist: Project, watch: Any, tmp_path: Pat
         assert w.stop() == 0
 
 
-def test_watcher_class_in_process(mnist: Project, api_env: None) -> None:
+@contextlib.contextmanager
+def watcher_thread(mnist: Project) -> Iterator[queue.Queue[Event]]:
+    """A Watcher running in a thread, past its first apply; its events, and the check
+    on exit that it stopped."""
     events: queue.Queue[Event] = queue.Queue()
     watcher = Watcher(WatchOptions(mnist.root / "artifacts.yaml", debounce=0.2), events.put)
     thread = threading.Thread(target=watcher.run)
@@ -315,13 +319,18 @@ def test_watcher_class_in_process(mnist: Project, api_env: None) -> None:
     try:
         assert events.get(timeout=DEADLINE_S)["event"] == "start"
         assert events.get(timeout=DEADLINE_S)["uploaded"] == 2
-        mnist.write("data/c.txt", "gamma\n")
-        event = events.get(timeout=DEADLINE_S)
-        assert (event["event"], event["reason"], event["uploaded"]) == ("round", "files", 1)
+        yield events
     finally:
         watcher.stop()
         thread.join(DEADLINE_S)
     assert not thread.is_alive()
+
+
+def test_watcher_class_in_process(mnist: Project, api_env: None) -> None:
+    with watcher_thread(mnist) as events:
+        mnist.write("data/c.txt", "gamma\n")
+        event = events.get(timeout=DEADLINE_S)
+        assert (event["event"], event["reason"], event["uploaded"]) == ("round", "files", 1)
     assert events.get(timeout=1)["event"] == "stopped"
 
 
@@ -352,13 +361,7 @@ def test_a_round_that_meets_a_running_apply_is_retried(mnist: Project, api_env: 
     instead of dropping the change."""
     from manifest_tool.applylock import exclusive_apply
 
-    events: queue.Queue[Event] = queue.Queue()
-    watcher = Watcher(WatchOptions(mnist.root / "artifacts.yaml", debounce=0.2), events.put)
-    thread = threading.Thread(target=watcher.run)
-    thread.start()
-    try:
-        assert events.get(timeout=DEADLINE_S)["event"] == "start"
-        assert events.get(timeout=DEADLINE_S)["uploaded"] == 2
+    with watcher_thread(mnist) as events:
         with exclusive_apply(mnist.root / ".em"):
             mnist.write("data/c.txt", "gamma\n")
             busy = events.get(timeout=DEADLINE_S)
@@ -366,7 +369,3 @@ def test_a_round_that_meets_a_running_apply_is_retried(mnist: Project, api_env: 
             assert busy["retry_in"] > 0
         event = events.get(timeout=DEADLINE_S)
         assert (event["event"], event["reason"], event["uploaded"]) == ("round", "retry", 1)
-    finally:
-        watcher.stop()
-        thread.join(DEADLINE_S)
-    assert not thread.is_alive()

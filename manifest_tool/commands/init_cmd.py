@@ -76,11 +76,12 @@ def init_command(ctx: click.Context) -> None:
     if manifest.exists() or manifest.is_symlink():
         raise InvalidInput(f"{manifest} exists: init never overwrites a manifest")
     root = manifest.parent
-    if (root / ".gitignore").is_symlink():  # checked first: a refused init writes nothing
-        raise InvalidInput(f"{root / '.gitignore'} is a symlink: add {IGNORED} to it yourself")
+    if not root.is_dir():
+        raise InvalidInput(f"no folder {root} to write {manifest.name} in")
+    ignore = read_gitignore(root / ".gitignore")  # first: a refused init writes nothing
     create_new(manifest, manifest_text(data_dirs(root)))
     write_schema(root / SCHEMA_FILE)
-    added = add_gitignore(root / ".gitignore")
+    added = add_gitignore(root / ".gitignore", ignore)
     click.echo(f"wrote {manifest} and {root / SCHEMA_FILE}")
     if added:
         click.echo(f"added {IGNORED} to {root / '.gitignore'}")
@@ -142,11 +143,19 @@ def _name(directory: str) -> str:
     return name or "data"
 
 
-def add_gitignore(path: Path) -> bool:
-    """Append ``.em/`` unless the file already ignores it; True when it was added."""
+def read_gitignore(path: Path) -> str:
+    """The .gitignore's text ("" when there is none), or why init must not touch it."""
     if path.is_symlink():  # a cloned repository may point it anywhere
         raise InvalidInput(f"{path} is a symlink: add {IGNORED} to it yourself")
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    try:
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+    except (OSError, UnicodeDecodeError) as err:
+        raise InvalidInput(f"cannot read {path} ({err}): add {IGNORED} to it yourself") from None
+
+
+def add_gitignore(path: Path, text: str) -> bool:
+    """Append ``.em/`` to ``text`` (the file as read) unless it already ignores it;
+    True when it was added."""
     if IGNORED in {line.strip() for line in text.splitlines()}:
         return False
     sep = "" if not text or text.endswith("\n") else "\n"

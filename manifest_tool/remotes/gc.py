@@ -99,11 +99,19 @@ def _temp_files(store: Store, cutoff: float) -> list[Item]:
 
 def _stale_uploads(store: Store, cutoff: float) -> list[Item]:
     """Upload folders with no write since ``cutoff`` (a live upload writes its parts)."""
-    items = []
+    items: list[Item] = []
     root = store.root / "uploads"
-    for entry in os.scandir(root) if root.is_dir() else ():
-        if entry.is_dir(follow_symlinks=False):
-            files = [entry.stat(), *(os.stat(f) for f in os.scandir(entry.path))]
+    if not root.is_dir():
+        return items
+    with os.scandir(root) as entries:
+        for entry in entries:
+            try:  # an upload that finishes now removes its folder: skip it, go on
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                with os.scandir(entry.path) as parts:
+                    files = [entry.stat(), *(os.stat(f) for f in parts)]
+            except OSError:
+                continue
             if max(st.st_mtime for st in files) < cutoff:
                 items.append(Item("upload", Path(entry.path), sum(st.st_size for st in files[1:])))
     return items

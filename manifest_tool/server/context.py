@@ -89,13 +89,22 @@ async def user_of(request: Request) -> str:
         raise EmptyApiKey("empty api key")
     if key is None:
         raise NoApiKey("no api key: send 'Authorization: Bearer KEY' or '?apikey=KEY'")
+    user = await authenticate(request, key)
+    if user is None:
+        raise UnknownApiKey("api key not found")
+    return user
+
+
+async def authenticate(request: Request, key: str) -> str | None:
+    """The user ``key`` belongs to, or None (counted as a failed login); the one check
+    behind the API's keys and the web UI's cookie."""
     ctx = context(request)
     address = request.client.host if request.client else "-"
     ctx.auth.check(address)  # before the lookup: a blocked address learns nothing
     user = await run(user_for_key, ctx.store.db, key)
     if user is None:
         ctx.auth.failed(address)
-        raise UnknownApiKey("api key not found")
+        return None
     request.scope[USER_KEY] = user  # for the access log
     return user
 

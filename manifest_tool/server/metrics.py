@@ -9,6 +9,7 @@ out of the scrape and the series stay few.
 from __future__ import annotations
 
 import bisect
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -59,6 +60,10 @@ class Metrics:
     bytes_in: int = 0
     bytes_out: int = 0
     uploads: Histogram = field(default_factory=lambda: Histogram(UPLOAD_BUCKETS))
+    # the store's size, and when it was read: /metrics needs no key, and each read
+    # scans the objects table, so scrapes share one read per STORE_SIZE_TTL_S
+    size: tuple[int, int, int] = (0, 0, 0)
+    size_read_at: float = float("-inf")
 
     def record(
         self, method: str, route: str, status: int, sent: int, received: int, secs: float
@@ -118,6 +123,12 @@ def metrics_of(request: Request) -> Metrics:
     return found
 
 
+STORE_SIZE_TTL_S = 30.0
+
+
 async def metrics(request: Request) -> Response:
-    size = await run(store_size, context(request).store)
-    return Response(metrics_of(request).exposition(*size), media_type=CONTENT_TYPE)
+    found = metrics_of(request)
+    if time.monotonic() - found.size_read_at > STORE_SIZE_TTL_S:
+        found.size = await run(store_size, context(request).store)
+        found.size_read_at = time.monotonic()
+    return Response(found.exposition(*found.size), media_type=CONTENT_TYPE)

@@ -17,11 +17,11 @@ from typing import Any
 from ..remotes.gc import collect
 from ..remotes.store import Store
 
-SWEEP_EVERY_S = 6 * 3600.0
+SERVER_SWEEP_EVERY_S = 6 * 3600.0  # a server runs for long: more often than on open
 log = logging.getLogger("manifest_tool.server")
 
 
-def sweeping(store: Store, every: float = SWEEP_EVERY_S) -> Callable[[Any], Any]:
+def sweeping(store: Store, every: float = SERVER_SWEEP_EVERY_S) -> Callable[[Any], Any]:
     """A Starlette lifespan that sweeps ``store`` at start and every ``every`` seconds."""
 
     @contextlib.asynccontextmanager

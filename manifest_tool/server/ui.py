@@ -23,9 +23,9 @@ from starlette.routing import Route
 from ..errors import ManifestToolError, NodeNotFound, PermissionDenied
 from ..remotes.base import HOLDS_OBJECTS, Lineage, Node, ObjectInfo
 from ..remotes.store import Store
-from ..remotes.users import user_for_key
+from ..render import human_size
 from .body import read_limited
-from .context import USER_KEY, context, int_query, run
+from .context import authenticate, context, int_query, run
 from .download import object_response
 from .errors import error_response
 from .metrics import ROUTE_KEY
@@ -51,19 +51,7 @@ templates = Environment(
 )
 
 
-def human_size(size: int) -> str:
-    """Binary units, as the CLI's summaries print them."""
-    if size < 1024:
-        return f"{size} B"
-    value, unit = size / 1024, "KiB"
-    for bigger in ("MiB", "GiB", "TiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, bigger
-    return f"{value:.1f} {unit}"
-
-
-templates.filters["size"] = human_size
+templates.filters["size"] = human_size  # binary units, as the CLI prints them
 templates.filters["url"] = lambda path: quote(path, safe="/")
 
 
@@ -148,19 +136,7 @@ async def ui_user(request: Request) -> str | None:
     key = request.cookies.get(UI_COOKIE)
     if not key:
         return None
-    return await _check_key(request, key)
-
-
-async def _check_key(request: Request, key: str) -> str | None:
-    ctx = context(request)
-    address = request.client.host if request.client else "-"
-    ctx.auth.check(address)
-    user = await run(user_for_key, ctx.store.db, key)
-    if user is None:
-        ctx.auth.failed(address)
-        return None
-    request.scope[USER_KEY] = user
-    return user
+    return await authenticate(request, key)
 
 
 def _to_login(request: Request) -> Response:
@@ -193,7 +169,7 @@ async def login(request: Request) -> Response:
         limits = context(request).limits
         form = dict(parse_qsl((await read_limited(request, 4096, limits.body_idle_s)).decode()))
         key = form.get("apikey", "").strip()
-        user = await _check_key(request, key) if key else None
+        user = await authenticate(request, key) if key else None
     except Exception as err:
         return error_page(request, err, None)
     if user is None:  # never echo the key back
