@@ -15,6 +15,7 @@ FOLD = 20
 SYMBOL = {
     "create": "+",
     "new": "+",
+    "version": "+",
     "update": "~",
     "metadata": "~",
     "rename": "~",
@@ -56,7 +57,17 @@ def _artifact_lines(ap: ArtifactPlan, verbose: bool) -> list[str]:
     if len(objects) > FOLD and not verbose:
         more = len(objects) - FOLD
         objects = [*objects[:FOLD], f"    ... and {more} more (--verbose shows all)"]
-    return [head, *rows, *objects]
+    return [head, *rows, *_version_rows(ap), *objects]
+
+
+def _version_rows(ap: ArtifactPlan) -> list[str]:
+    """Where the replaced version goes, the aliases that move, the versions pruned."""
+    rows = []
+    if ap.retire_to:
+        rows.append(f"    ~ the version at {ap.path} now stays at {ap.retire_to}")
+    rows += [f"    ~ aliases of {path}: {list(held) or 'none'}" for path, held in ap.alias_moves]
+    rows += [f"    - version {path} (keep_versions)" for path in ap.prune_versions]
+    return rows
 
 
 def _new_keys(ap: ArtifactPlan) -> set[str]:
@@ -83,13 +94,16 @@ def _describe(ap: ArtifactPlan) -> str:
         tail = f": {ap.message}" if ap.message else ""
         return f"delete {ap.path or '(never published)'}{tail}"
     if ap.action == "none":
-        return f"up to date at {ap.path}"
+        return f"up to date at {ap.path}" + (f" (v{ap.version})" if ap.version else "")
     if ap.action == "metadata":
         return f"update labels/description of {ap.path}"
     size = _upload_size(ap)
     counts = f"{len(ap.upload)} to upload ({human_size(size)}), {len(ap.delete)} to delete"
     if ap.action == "rename":
         return f"rename {ap.rename_from} -> {ap.path}: {counts}"
+    if ap.stage:
+        note = f"; {ap.message}" if ap.message else ""
+        return f"{ap.action} v{ap.version} at {ap.path} (built at {ap.stage}): {counts}{note}"
     return f"{ap.action} {ap.path}: {counts}"
 
 
@@ -112,7 +126,7 @@ def summary(plan: Plan) -> str:
 def render_applied(results: Sequence[Applied], seconds: float) -> str:
     lines = []
     for r in results:
-        if r.action in ("create", "new", "update", "replace"):
+        if r.action in ("create", "new", "update", "replace", "version"):
             lines.append(
                 f"{r.name}: {r.action} {r.path}: uploaded {r.uploaded} object(s) "
                 f"({human_size(r.uploaded_bytes)}), deleted {r.deleted}"
@@ -128,6 +142,7 @@ def render_applied(results: Sequence[Applied], seconds: float) -> str:
             lines.append(f"{r.name}: skipped ({r.path} holds another artifact)")
         elif r.action == "delete":
             lines.append(f"{r.name}: deleted {r.path or '(never published)'} (pruned)")
+        lines += [f"{r.name}: deleted old version {path} (keep_versions)" for path in r.pruned]
     sent = sum(r.uploaded_bytes for r in results)
     count = sum(r.uploaded for r in results)
     lines.append(

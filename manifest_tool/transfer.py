@@ -123,8 +123,14 @@ def _references(objects: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 
 def node_for(remote: Remote, path: str) -> Node:
-    """The Artifact node at ``path`` (relative -> below /<user>/), or a clear error."""
-    full = absolute_folder(path, remote.whoami())
+    """The Artifact node at ``path`` (relative -> below /<user>/), or a clear error.
+    ``PATH@REF`` names one version of it (see versions.py)."""
+    from .versions import resolve, split_ref
+
+    ref = split_ref(path)
+    full = absolute_folder(ref.path, remote.whoami())
+    if ref.ref:
+        full = resolve(remote, replace(ref, path=full))
     node = remote.node_info(full)
     if node is None:
         raise NotFound(

@@ -1,0 +1,103 @@
+"""``manifest-tool versions NAME`` and ``manifest-tool tag NAME@REF ALIAS``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from ..cli import handle_errors
+from ..errors import InvalidInput, NotFound
+from ..paths import RESERVED_ROOT_NAMES
+from ..remotes import Node, Remote, absolute_folder
+from ..render import human_size
+from ..versions import (
+    LATEST,
+    aliases,
+    check_alias,
+    move_alias,
+    number,
+    pick,
+    split_ref,
+    version_nodes,
+)
+from ..versions import list_children as children_of
+from .common import gather, manifest_options
+from .remote_cmds import remote_and_paths
+
+
+def _versions(remote: Remote, paths: dict[str, str], name: str) -> tuple[str, list[Node]]:
+    """The artifact's node path F/N and its versions, newest first."""
+    ref = split_ref(name)
+    path = paths.get(ref.path) or absolute_folder(ref.path, remote.whoami())
+    folder, _, base = path.rpartition("/")
+    found = version_nodes(children_of(remote, folder, ref), folder, base)
+    if not found:
+        raise NotFound(f"no artifact at {path} on {remote.url} (see manifest-tool ls)")
+    return path, found
+
+
+def describe(remote: Remote, node: Node, name: str) -> dict[str, Any]:
+    """One version as ``versions --json`` lists it."""
+    objects = [o for o in remote.list_objects(node.path) if o.path not in RESERVED_ROOT_NAMES]
+    extra = node.extra_dict
+    return {
+        "version": number(node),
+        "aliases": [*([LATEST] if node.name == name else []), *aliases(node)],
+        "path": node.path,
+        "alternativeName": extra.get("alternativeName", ""),
+        "createdTimestamp": extra.get("createdTimestamp") or node.created_at,
+        "contentDigest": extra.get("contentDigest", ""),
+        "size": sum(o.size_bytes for o in objects),
+        "objects": len(objects),
+    }
+
+
+@click.command("versions")
+@manifest_options
+@click.argument("name")
+@click.pass_context
+@handle_errors
+def versions_command(ctx: click.Context, /, name: str, **kw: object) -> None:
+    """List the versions of an artifact (a manifest NAME or a remote PATH), newest
+    first: number, aliases, created time, digest, size and object count."""
+    opts = gather(ctx, **kw)  # type: ignore[arg-type]
+    remote, paths = remote_and_paths(opts)
+    path, found = _versions(remote, paths, name)
+    rows = [describe(remote, n, path.rpartition("/")[2]) for n in found]
+    if opts.json:
+        click.echo(json.dumps({"path": path, "versions": rows}, indent=2))
+        return
+    for r in rows:
+        tags = ",".join(r["aliases"]) or "-"
+        digest = str(r["contentDigest"])[7:19] or "(unsealed)"
+        click.echo(
+            f"v{r['version']:<4} {tags:<20} {r['createdTimestamp']:<33} {digest:<12} "
+            f"{human_size(r['size']):>10} {r['objects']:>7} object(s)  {r['path']}"
+        )
+
+
+@click.command("tag")
+@manifest_options
+@click.argument("version")
+@click.argument("alias")
+@click.pass_context
+@handle_errors
+def tag_command(ctx: click.Context, /, version: str, alias: str, **kw: object) -> None:
+    """Point ALIAS at one version: manifest-tool tag NAME@v3 prod. The alias moves off
+    whichever version held it (an artifact's manifest aliases move back to the newest
+    version at its next apply)."""
+    opts = gather(ctx, **kw)  # type: ignore[arg-type]
+    ref = split_ref(version)
+    if not ref.ref:
+        raise InvalidInput(f"{version!r}: name the version, e.g. {version}@v3")
+    check_alias(alias)
+    remote, paths = remote_and_paths(opts)
+    path, found = _versions(remote, paths, ref.path)
+    target = pick(found, ref.ref) if ref.ref != LATEST else found[0]
+    if target is None:
+        raise NotFound(f"{path} has no version {ref.ref!r} (see manifest-tool versions)")
+    move_alias(remote, found, target, alias)
+    if not opts.quiet:
+        click.echo(f"{alias} -> v{number(target)} ({target.path})")

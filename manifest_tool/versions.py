@@ -1,0 +1,203 @@
+"""Versions of an artifact: which nodes they are, their numbers and aliases, and references.
+
+Under ``versions: keep`` every published state of an artifact is its own Artifact node
+with its own identity: the newest at F/N (what a T9k client's ``load_artifact('F/N')``
+gets), each older one at F/<its alternativeName>. What makes them versions lives in
+the node's ``extra``, which a T9k client ignores: ``version`` (1, 2, ... in
+publication order), ``versionOf`` (the artifact's name) and ``aliases`` (names such as
+``prod`` that a user or the manifest points at one version). ``latest`` is never
+stored: it is whatever sits at F/N.
+
+A reference ``NAME@REF`` names one version: ``latest``, ``vK``, an alias or an
+alternative name. This module is the one place that reads those keys.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .errors import ConflictError, InvalidInput, NotFound, RevisionMismatch
+from .remotes.base import ARTIFACT, Node, Remote
+
+LATEST = "latest"
+NUMBER_RE = re.compile(r"v([1-9][0-9]{0,8})")
+ALIAS_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,38}[A-Za-z0-9])?")
+
+
+def check_alias(alias: str) -> str:
+    """An alias names one version: not ``latest``, not a version number."""
+    if not ALIAS_RE.fullmatch(alias) or alias == LATEST or NUMBER_RE.fullmatch(alias):
+        raise InvalidInput(
+            f"invalid alias {alias!r}: 1 to 40 of A-Z a-z 0-9 _ . -, starting and ending "
+            "with a letter or digit, and not 'latest' or a version number like v3"
+        )
+    return alias
+
+
+def alias_problem(alias: str) -> str | None:
+    try:
+        check_alias(alias)
+    except InvalidInput as err:
+        return str(err)
+    return None
+
+
+def number(node: Node) -> int:
+    """The node's version number; a node published before versions were kept is v1."""
+    value = node.extra_dict.get("version")
+    return value if type(value) is int and value > 0 else 1
+
+
+def aliases(node: Node) -> tuple[str, ...]:
+    value = node.extra_dict.get("aliases")
+    if not isinstance(value, list):
+        return ()
+    return tuple(a for a in value if isinstance(a, str))
+
+
+def sealed(node: Node) -> bool:
+    return bool(node.extra_dict.get("contentDigest"))
+
+
+def is_version(node: Node, folder: str, name: str) -> bool:
+    """Whether ``node`` is a published state of artifact ``name`` in ``folder``: the
+    node at F/N, or a sibling that says it is a version of N."""
+    if node.type != ARTIFACT or node.parent.rstrip("/") != folder:
+        return False
+    return node.name == name or node.extra_dict.get("versionOf") == name
+
+
+def version_nodes(children: Iterable[Node], folder: str, name: str) -> list[Node]:
+    """The sealed versions of ``name`` among ``children`` (F/N always), newest first.
+
+    A sibling without a digest is a version that is still being written (or one an
+    interrupted apply left): it is nobody's version yet.
+    """
+    found = [
+        n for n in children
+        if is_version(n, folder, name) and (n.name == name or sealed(n))
+    ]  # fmt: skip
+    return sorted(found, key=lambda n: (number(n), n.name == name), reverse=True)
+
+
+def version_extra(base: dict[str, object], alt: str, name: str, version: int,
+                  created: str) -> str:  # fmt: skip
+    """``extra`` of a new version's node, before any object is written."""
+    return json.dumps({**base, "alternativeName": alt, "versionOf": name, "version": version,
+                       "createdTimestamp": created})  # fmt: skip
+
+
+def mark_version(remote: Remote, node: Node, name: str) -> None:
+    """Before the node at F/N moves aside, make sure it says whose version it is (a node
+    published before versions were kept says nothing)."""
+    extra = node.extra_dict
+    if extra.get("versionOf") == name and "version" in extra:
+        return
+    extra.update(versionOf=name, version=number(node))
+    _write_extra(remote, node, extra)
+
+
+def set_aliases(remote: Remote, node: Node, wanted: Sequence[str]) -> None:
+    """Give ``node`` exactly the aliases ``wanted``, keeping its digest only while its
+    objects are unchanged (the same compare-and-set that seals it)."""
+    extra = node.extra_dict
+    if list(aliases(node)) == list(wanted):
+        return
+    if wanted:
+        extra["aliases"] = list(wanted)
+    else:
+        extra.pop("aliases", None)
+    _write_extra(remote, node, extra)
+
+
+def _write_extra(remote: Remote, node: Node, extra: dict[str, object]) -> None:
+    """A new ``extra`` that keeps the node's digest: only while its objects are as
+    read (the compare-and-set that seals a node), so it never revives a stale one."""
+    text = json.dumps(extra)
+    if node.revision is None:
+        remote.update_node(node.path, extra=text)
+        return
+    try:
+        remote.set_if_unchanged(node.path, node.revision, extra=text)
+    except RevisionMismatch:
+        raise ConflictError(
+            f"{node.path} changed while this command ran; run it again"
+        ) from None
+
+
+# -- references ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ref:
+    """``PATH@REF`` split: the artifact's node path (F/N) and the reference, or ''."""
+
+    path: str
+    ref: str = ""
+
+
+def split_ref(path: str) -> Ref:
+    """``/alice/cv/mnist@v2`` -> (``/alice/cv/mnist``, ``v2``); only the last segment may
+    carry a reference."""
+    head, _, last = path.rpartition("/")
+    if "@" not in last:
+        return Ref(path)
+    name, _, ref = last.partition("@")
+    if not name or not ref or "@" in ref:
+        raise InvalidInput(
+            f"{path!r}: write a reference as NAME@latest, NAME@v3, NAME@ALIAS or "
+            "NAME@ALTERNATIVE_NAME"
+        )
+    return Ref(f"{head}/{name}" if head or path.startswith("/") else name, ref)
+
+
+def resolve(remote: Remote, ref: Ref) -> str:
+    """The node path that ``ref`` names (its path must be absolute)."""
+    if not ref.ref or ref.ref == LATEST:
+        return ref.path
+    folder, _, name = ref.path.rpartition("/")
+    versions = version_nodes(list_children(remote, folder, ref), folder, name)
+    hit = pick(versions, ref.ref)
+    if hit is None:
+        have = ", ".join(label(n, name) for n in versions) or "none"
+        raise NotFound(f"{ref.path} has no version {ref.ref!r} (versions: {have})")
+    return hit.path
+
+
+def pick(versions: Sequence[Node], ref: str) -> Node | None:
+    """The version ``ref`` names among ``versions`` (newest first): a number, an alias
+    (the newest holding it, should two claim it after an interrupted move) or an
+    alternative name."""
+    match = NUMBER_RE.fullmatch(ref)
+    for node in versions:
+        if match and number(node) == int(match.group(1)):
+            return node
+        if not match and (ref in aliases(node) or node.extra_dict.get("alternativeName") == ref):
+            return node
+    return None
+
+
+def label(node: Node, name: str) -> str:
+    tags = [*([LATEST] if node.name == name else []), *aliases(node)]
+    return f"v{number(node)}" + (f" ({', '.join(tags)})" if tags else "")
+
+
+def list_children(remote: Remote, folder: str, ref: Ref) -> list[Node]:
+    from .errors import NodeNotFound
+
+    try:
+        return remote.list_nodes(folder)
+    except NodeNotFound:
+        raise NotFound(f"no artifact at {ref.path} on {remote.url}") from None
+
+
+def move_alias(remote: Remote, versions: Sequence[Node], target: Node, alias: str) -> None:
+    """Point ``alias`` at ``target``: onto it first, then off the others, so the alias
+    always names a version (the newest holding it, between the two steps)."""
+    set_aliases(remote, target, [*(a for a in aliases(target) if a != alias), alias])
+    for node in versions:
+        if node.id != target.id and alias in aliases(node):
+            set_aliases(remote, node, [a for a in aliases(node) if a != alias])
