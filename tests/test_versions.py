@@ -282,3 +282,45 @@ def test_versions_in_defaults_and_storage_is_shared(project: Project, cli: Cli) 
 
 def blob_bytes(store: Path) -> int:
     return sum(p.stat().st_size for p in (store / "blobs").rglob("*") if p.is_file())
+
+
+def test_interrupted_states_are_repaired_from_what_the_remote_shows(
+    project: Project, cli: Cli, remote: Remote
+) -> None:
+    """The states an apply stopped between its steps leaves, made by hand: the plan
+    finishes the publication without uploading again, lock and caches lost or not."""
+    folder = setup(project)
+    publish(cli, remote, project, "1")
+    publish(cli, remote, project, "2")
+    lock_v2 = (project.root / "artifacts.lock").read_text()
+    publish(cli, remote, project, "3")
+    v3, v2 = listed(cli, remote)[:2]
+    api = remote.api()
+    # sealed beside F/N, the old version not yet moved aside; the lock never heard of it
+    api.update_node(f"{folder}/ds", name=v3["alternativeName"])
+    api.update_node(str(v2["path"]), name="ds")
+    (project.root / "artifacts.lock").write_text(lock_v2)
+    for cache in (project.root / ".em" / "cache" / "identities").glob("*"):
+        cache.unlink()
+    ap = json.loads(run(cli, remote, "plan", "--json"))["artifacts"][0]
+    assert (ap["action"], ap["version"], ap["upload"]) == ("version", 3, [])
+    assert ap["alternativeName"] == v3["alternativeName"]
+    assert ap["retireTo"] == v2["path"]
+    run(cli, remote, "apply", "--quiet")
+    assert listed(cli, remote)[:2] == [v3, v2]
+    # between the two moves: F/N empty, the newest moves back
+    api.update_node(f"{folder}/ds", name=v3["alternativeName"])
+    ap = json.loads(run(cli, remote, "plan", "--json"))["artifacts"][0]
+    assert (ap["action"], ap["version"], ap["upload"], ap["retireTo"]) == ("version", 3, [], "")
+    assert "moves back" in run(cli, remote, "plan")
+    run(cli, remote, "apply", "--quiet")
+    assert listed(cli, remote)[0] == v3
+    # the same, with new content meanwhile: v4 on top of v3, which stays where it is
+    api.update_node(f"{folder}/ds", name=v3["alternativeName"])
+    project.write("data/changing.txt", "4")
+    ap = json.loads(run(cli, remote, "plan", "--json"))["artifacts"][0]
+    assert (ap["action"], ap["version"], ap["retireTo"]) == ("version", 4, "")
+    run(cli, remote, "apply", "--quiet")
+    assert [v["version"] for v in listed(cli, remote)] == [4, 3, 2, 1]
+    assert pulled(cli, remote, project, "ds@v3")["data/changing.txt"] == b"3"
+    assert json.loads(run(cli, remote, "plan", "--json"))["changes"] is False
