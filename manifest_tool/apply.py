@@ -29,7 +29,7 @@ from .planversions import seen_version
 from .publish import history_entry, make_folders, open_node, seal, upload_all
 from .remotes.base import ARTIFACT, Node, Remote, Upload
 from .transfer import put_metadata, remote_metadata
-from .versions import aliases, is_version, mark_version, set_aliases, version_extra
+from .versions import aliases, is_version, mark_version, number, set_aliases, version_extra
 
 OnUpload = Callable[[Upload], None]
 History = Callable[[Desired], list[dict[str, Any]]]
@@ -206,13 +206,20 @@ class Applier:
             self._claim_identity(d)  # as for any first publication
         make_folders(self.remote, ap.make_folders)
         stage = stage or self._new_stage(ap, d)
+        mark_version(self.remote, stage, d.spec.name, ap.version)
         done = stage.extra_dict.get("contentDigest") == d.digest and not (ap.upload or ap.delete)
         if done:  # sealed already: an interrupted apply got this far
             result = Applied(ap.name, ap.action, ap.path)
         else:
-            result = self._fill(ap, d, stage, shown=ap.path)
+            result = self._fill(ap, d, self._info(ap.stage), shown=ap.path)
+        # the upload took a while: F/N must still hold the version the plan replaces
+        if seen_of(self.remote.node_info(ap.path)) != seen_of(current):
+            raise StalePlan(
+                f"artifact '{ap.name}': {ap.path} changed while this version was built (it"
+                f" stays sealed at {ap.stage}); run 'manifest-tool plan' again"
+            )
         if ap.retire_to and current is not None:
-            mark_version(self.remote, current, d.spec.name)
+            mark_version(self.remote, current, d.spec.name, number(current))
             self._update(ap, ap.path, name=ap.retire_to.rpartition("/")[2])
         moved = self._update(ap, ap.stage, name=d.spec.name)
         record = result.record or history_entry("upload", self.remote, moved)

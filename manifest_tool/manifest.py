@@ -251,6 +251,7 @@ def _check_semantics(data: Any, problems: _Problems) -> None:
         _check_versions(artifact, data.get("defaults", {}), ("artifacts", i), problems)
     _check_folder(data.get("defaults", {}).get("folder"), ("defaults", "folder"), problems)
     _check_moved(data.get("moved", ()), names, problems)
+    _check_moved_versions(data, problems)
 
 
 def _check_folder(folder: str | None, at: JsonPath, problems: _Problems) -> None:
@@ -280,6 +281,20 @@ def _check_versions(
             "a pinned alternative_name names one node; versions: keep gives each version "
             "its own (remove one of them)",
         )
+
+
+def _check_moved_versions(data: Any, problems: _Problems) -> None:
+    """A rename moves one node; the older versions of a versioned artifact would stay
+    behind under the old name, so renaming one is refused."""
+    default = data.get("defaults", {}).get("versions", "update")
+    keep = {a["name"] for a in data["artifacts"] if a.get("versions", default) == "keep"}
+    for i, entry in enumerate(data.get("moved", ())):
+        if entry["to"] in keep:
+            problems.at_value(
+                ("moved", i, "to"),
+                f"'{entry['to']}' keeps versions: a rename would leave its older versions "
+                "behind (publish under the new name instead, and remove this entry)",
+            )
 
 
 def _check_moved(moved: list[dict[str, str]], names: dict[str, int], problems: _Problems) -> None:

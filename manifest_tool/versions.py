@@ -90,13 +90,14 @@ def version_extra(base: dict[str, object], alt: str, name: str, version: int,
                        "createdTimestamp": created})  # fmt: skip
 
 
-def mark_version(remote: Remote, node: Node, name: str) -> None:
-    """Before the node at F/N moves aside, make sure it says whose version it is (a node
-    published before versions were kept says nothing)."""
+def mark_version(remote: Remote, node: Node, name: str, version: int) -> None:
+    """Make ``node`` say whose version it is and its number: a node published before
+    versions were kept says nothing, and a stage built while another apply published
+    the number it was made for moves up one."""
     extra = node.extra_dict
-    if extra.get("versionOf") == name and "version" in extra:
+    if extra.get("versionOf") == name and extra.get("version") == version:
         return
-    extra.update(versionOf=name, version=number(node))
+    extra.update(versionOf=name, version=version)
     _write_extra(remote, node, extra)
 
 

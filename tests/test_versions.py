@@ -257,6 +257,12 @@ def test_manifest_rules_for_versions(project: Project, cli: Cli) -> None:
     assert code == 1
     assert "aliases needs versions: keep" in err and "keep_versions needs versions: keep" in err
     assert "invalid alias 'latest'" in err and "a pinned alternative_name names one node" in err
+    project.manifest(
+        "version: 1\ndefaults: {versions: keep}\nmoved: [{from: old, to: a}]\nartifacts:\n"
+        "  - name: a\n    objects: [{dir: data}]\n"
+    )
+    code, _, err = cli("validate")
+    assert code == 1 and "a rename would leave its older versions behind" in err
 
 
 def test_versions_in_defaults_and_storage_is_shared(project: Project, cli: Cli) -> None:
@@ -324,3 +330,23 @@ def test_interrupted_states_are_repaired_from_what_the_remote_shows(
     assert [v["version"] for v in listed(cli, remote)] == [4, 3, 2, 1]
     assert pulled(cli, remote, project, "ds@v3")["data/changing.txt"] == b"3"
     assert json.loads(run(cli, remote, "plan", "--json"))["changes"] is False
+
+
+def test_an_artifact_published_in_place_keeps_versions_from_then_on(
+    project: Project, cli: Cli, remote: Remote
+) -> None:
+    folder = setup(project)
+    text = (project.root / "artifacts.yaml").read_text()
+    project.manifest(text.replace("    versions: keep\n", ""))
+    publish(cli, remote, project, "1")
+    publish(cli, remote, project, "2")  # in place: one node
+    alt = remote.api().node_info(f"{folder}/ds").extra_dict["alternativeName"]  # type: ignore[union-attr]
+    project.manifest(text)
+    project.write("data/changing.txt", "3")
+    ap = json.loads(run(cli, remote, "plan", "--json"))["artifacts"][0]
+    assert (ap["action"], ap["version"], ap["retireTo"]) == ("version", 2, f"{folder}/{alt}")
+    run(cli, remote, "apply", "--quiet")
+    assert [(v["version"], v["alternativeName"] == alt) for v in listed(cli, remote)] == [
+        (2, False), (1, True)
+    ]
+    assert pulled(cli, remote, project, "ds@v1")["data/changing.txt"] == b"2"
