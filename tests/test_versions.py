@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -350,3 +351,27 @@ def test_an_artifact_published_in_place_keeps_versions_from_then_on(
         (2, False), (1, True)
     ]
     assert pulled(cli, remote, project, "ds@v1")["data/changing.txt"] == b"2"
+
+
+def test_a_no_op_plan_of_versioned_artifacts_is_one_request(
+    project: Project, cli: Cli, tmp_path: Path
+) -> None:
+    """Aliases in place and fewer versions than keep_versions: the batch node read
+    decides it all, as for any artifact."""
+    from conftest import USER, cli_env
+    from serverutil import running_server
+
+    with running_server(tmp_path / "srv", users=[USER]) as server:
+        remote = Remote(server.url, cli_env(MANIFEST_TOOL_API_KEY=server.keys[USER]))
+        setup(project, extra="    aliases: [prod]\n    keep_versions: 3\n")
+        publish(cli, remote, project, "1")
+        publish(cli, remote, project, "2")
+        before = requests(server.logs())
+        assert run(cli, remote, "plan") == "No changes.\n"
+        made = requests(server.logs())[len(before) :]
+    assert len(made) == 1 and '"POST /apis/v1/nodes/infos' in made[0], made
+
+
+def requests(log: str) -> list[str]:
+    """The server's access-log lines, one per request, in order."""
+    return [line for line in log.splitlines() if re.search(r'" \d{3} \d+ [\d.]+s$', line)]
