@@ -21,6 +21,7 @@ newest ``keep_versions`` (never an aliased version). The plan lists all of it.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from .identity import valid_alternative_name
 from .plan import ArtifactPlan, Desired
@@ -100,7 +101,7 @@ def _versions_beside(desired: Desired, reads: Reads) -> list[Node] | ArtifactPla
     return version_nodes(children, desired.folder, desired.spec.name)
 
 
-def _stage(desired: Desired, reads: Reads, path: str, action: str, **kw: object) -> ArtifactPlan:
+def _stage(desired: Desired, reads: Reads, path: str, action: str, **kw: Any) -> ArtifactPlan:
     """Build at F/<alt>: all objects into a new node, or what a stage left by an
     interrupted apply still lacks."""
     stage_path = f"{desired.folder}/{desired.alternative_name}"
@@ -115,7 +116,7 @@ def _stage(desired: Desired, reads: Reads, path: str, action: str, **kw: object)
         plan = _plan(desired, path, action)
     else:
         plan = replace(_update(desired, reads, stage, action), path=path)
-    return replace(plan, stage=stage_path, seen=seen_version(node, stage), **kw)  # type: ignore[arg-type]
+    return replace(plan, stage=stage_path, seen=seen_version(node, stage), **kw)
 
 
 def _first(desired: Desired, reads: Reads, user: str, path: str) -> ArtifactPlan:
