@@ -5,7 +5,9 @@ Per artifact: check that the remote still looks as the plan saw it (else stop wi
 rename it), clear its digest, upload and delete the objects the plan lists, write
 metadata.yaml, and set the digest last with a compare-and-set; then record the
 identity in the lock file (atomically). An interruption at any point leaves a node
-without a digest, which the next plan diffs and repairs. Apply decides nothing: a
+without a digest, which the next plan diffs and repairs. A new version (``versions:
+keep``) is built and sealed the same way at its stage F/<alt>, and only then moved to
+F/N, the version there moving aside first (see planversions.py). Apply decides nothing: a
 value the plan showed is the value it writes.
 """
 

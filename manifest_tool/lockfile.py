@@ -56,11 +56,18 @@ def _key(e: LockEntry) -> Key:
 @lru_cache(maxsize=65536)
 def _entry_text(name: str, key: Key) -> str:
     alt, created, digest, remote, version = key
-    fields = asdict(LockEntry(alt, created, digest, dict(remote), version))
-    if not version:
-        del fields["version"]  # an artifact without versions keeps the lock it had
+    fields = entry_fields(LockEntry(alt, created, digest, dict(remote), version))
     text = yaml.dump({name: fields}, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
     return "".join(f"  {line}\n" for line in text.splitlines())
+
+
+def entry_fields(entry: LockEntry) -> dict[str, Any]:
+    """What the lock records of one entry: ``version`` only for a versioned artifact,
+    so the lock of an artifact without versions reads as it always did."""
+    fields = asdict(entry)
+    if not entry.version:
+        del fields["version"]
+    return fields
 
 
 def lock_path(manifest: Path) -> Path:
