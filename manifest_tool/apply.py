@@ -47,6 +47,7 @@ class Applied:
     deleted: int = 0
     record: dict[str, str] | None = None  # the history entry written, if any
     pruned: tuple[str, ...] = ()  # old versions deleted by retention
+    version: int = 0  # versions: keep: the number of the version at ``path``
 
 
 def local_history(d: Desired) -> list[dict[str, Any]]:
@@ -96,6 +97,7 @@ class Applier:
             result = self._metadata(ap, d)
         if ap.retention:
             result = replace(result, pruned=self._retain(ap))
+        result = replace(result, version=ap.version)
         self._record(ap, d, result.record)
         return result
 

@@ -188,6 +188,7 @@ class Plan:
     warnings: tuple[str, ...] = ()
     prune: bool = False
     targets: tuple[str, ...] = ()  # as given: none means every artifact, and the orphans
+    keep: int | None = None  # --keep: retention for every versioned artifact
 
     @property
     def changes(self) -> bool:
@@ -205,6 +206,7 @@ class Plan:
             "manifest": str(self.manifest),
             "remote": self.remote_url,
             "prune": self.prune,
+            "keep": self.keep,
             "targets": list(self.targets),
         }
 
@@ -241,6 +243,9 @@ def _shape_problem(data: dict[str, Any]) -> str | None:
     """What a saved plan lacks for apply to trust its fields, or None."""
     if not isinstance(data.get("remote"), str) or not isinstance(data.get("prune", False), bool):
         return "remote or prune"
+    keep = data.get("keep")
+    if keep is not None and (type(keep) is not int or keep < 1):
+        return "keep"
     targets = data.get("targets", [])
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         return "targets"

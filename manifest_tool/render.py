@@ -127,8 +127,9 @@ def render_applied(results: Sequence[Applied], seconds: float) -> str:
     lines = []
     for r in results:
         if r.action in ("create", "new", "update", "replace", "version"):
+            number = f" v{r.version} at" if r.version else ""
             lines.append(
-                f"{r.name}: {r.action} {r.path}: uploaded {r.uploaded} object(s) "
+                f"{r.name}: {r.action}{number} {r.path}: uploaded {r.uploaded} object(s) "
                 f"({human_size(r.uploaded_bytes)}), deleted {r.deleted}"
             )
         elif r.action == "metadata":

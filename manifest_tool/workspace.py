@@ -129,7 +129,7 @@ def make_plan(
         left = [o for o in orphans(ws, lock, desired) if o.path not in used]
         plans += [plan_orphan(ws.remote, o, prune) for o in left]
     warnings = tuple(w for e in expansions.values() for w in e.warnings)
-    return Plan(ws.manifest.path, ws.remote.url, tuple(plans), warnings, prune, targets)
+    return Plan(ws.manifest.path, ws.remote.url, tuple(plans), warnings, prune, targets, keep)
 
 
 def refuse_nested(plans: list[ArtifactPlan]) -> list[ArtifactPlan]:

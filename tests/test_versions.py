@@ -375,3 +375,16 @@ def test_a_no_op_plan_of_versioned_artifacts_is_one_request(
 def requests(log: str) -> list[str]:
     """The server's access-log lines, one per request, in order."""
     return [line for line in log.splitlines() if re.search(r'" \d{3} \d+ [\d.]+s$', line)]
+
+
+def test_a_saved_plan_carries_its_keep(project: Project, cli: Cli, remote: Remote) -> None:
+    setup(project)
+    for body in ("1", "2", "3"):
+        publish(cli, remote, project, body)
+    run(cli, remote, "plan", "--keep", "2", "--out", "p.json")
+    assert json.loads((project.root / "p.json").read_text())["keep"] == 2
+    code, _, err = cli("apply", "p.json", "--keep", "1", "--remote", remote.url, env=remote.env)
+    assert code == 1 and "planned with --keep 2" in err
+    out = run(cli, remote, "apply", "p.json")
+    assert out.count("deleted old version") == 1
+    assert [v["version"] for v in listed(cli, remote)] == [3, 2]

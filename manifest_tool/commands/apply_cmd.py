@@ -88,6 +88,13 @@ def _plan(
             f"{planfile} was planned {'with' if saved.get('prune') else 'without'} --prune;"
             " give apply the same, or run 'manifest-tool plan' again"
         )
+    saved_keep = saved.get("keep")
+    if keep is not None and keep != saved_keep:
+        raise StalePlan(
+            f"{planfile} was planned with --keep {saved_keep or '(none)'}; give apply the"
+            " same, or run 'manifest-tool plan' again"
+        )
+    keep = saved_keep  # the saved plan's retention, as it showed it
     names = tuple(str(t) for t in saved.get("targets") or ())
     unknown = sorted(set(names) - {a.name for a in ws.manifest.artifacts})
     if unknown:
