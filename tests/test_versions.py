@@ -91,6 +91,8 @@ def test_three_content_changes_give_v1_to_v3_all_pullable(
     assert pulled(cli, remote, project, "ds@latest")["data/changing.txt"] == bodies[-1]
     assert pulled(cli, remote, project, "ds")["data/changing.txt"] == bodies[-1]
     assert pulled(cli, remote, project, f"{folder}/ds@v1")["data/changing.txt"] == bodies[0]
+    found = json.loads(run(cli, remote, "lineage", "ds@v2", "--json"))
+    assert found["path"] == versions[1]["path"] and found["usedBy"] == []
     lock = (project.root / "artifacts.lock").read_text()
     assert "version: 3" in lock and str(versions[0]["alternativeName"]) in lock
     code, _, err = cli("pull", "ds@v9", "--remote", remote.url, env=remote.env)
