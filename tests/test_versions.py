@@ -390,3 +390,29 @@ def test_a_saved_plan_carries_its_keep(project: Project, cli: Cli, remote: Remot
     out = run(cli, remote, "apply", "p.json")
     assert out.count("deleted old version") == 1
     assert [v["version"] for v in listed(cli, remote)] == [3, 2]
+
+
+def test_two_checkouts_number_their_versions_on_top_of_each_other(
+    project: Project, cli: Cli, remote: Remote
+) -> None:
+    import shutil
+
+    setup(project)
+    publish(cli, remote, project, "1")
+    clone = project.root.parent / "other"
+    shutil.copytree(project.root, clone, ignore=shutil.ignore_patterns(".em"))
+    other = Project(clone)
+    other.write("data/changing.txt", "from the other checkout")
+    run(Cli(other.root), remote, "apply", "--quiet")  # v2, unknown to this lock
+    project.write("data/changing.txt", "3")
+    ap = json.loads(run(cli, remote, "plan", "--json"))["artifacts"][0]
+    assert (ap["action"], ap["version"]) == ("version", 3)
+    run(cli, remote, "apply", "--quiet")
+    versions = listed(cli, remote)
+    assert [v["version"] for v in versions] == [3, 2, 1]
+    assert pulled(cli, remote, project, "ds@v2")["data/changing.txt"] == b"from the other checkout"
+    # the other checkout, behind now, adopts v3 when its content is the same
+    other.write("data/changing.txt", "3")
+    ap = json.loads(run(Cli(other.root), remote, "plan", "--json"))["artifacts"][0]
+    assert (ap["action"], ap["version"], ap["lockChange"]) == ("none", 3, True)
+    assert ap["alternativeName"] == versions[0]["alternativeName"]
