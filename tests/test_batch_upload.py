@@ -7,7 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,10 @@ from manifest_tool.errors import ChecksumMismatch
 from manifest_tool.remotes.base import Upload
 from manifest_tool.remotes.formbody import batch_form
 from manifest_tool.remotes.http import HttpRemote
+from manifest_tool.remotes.store import Store
+from manifest_tool.remotes.users import add_user
+from manifest_tool.server import Limits, create_app
+from manifest_tool.server.metrics import Metrics
 
 ART = f"/{USER}/art"
 BATCH = "/apis/v1/objects/batch"
@@ -239,3 +246,64 @@ def test_an_apply_of_many_small_files_sends_one_request_per_batch(
     assert singles <= 2, singles  # metadata.yaml (and references.yaml) only
     assert len(stored) == files + 1
     assert stored["data/d3/f0345.txt"] == hashlib.md5(b"file 345\n").hexdigest()
+
+
+@contextmanager
+def server_with(root: Path, limits: Limits) -> Iterator[tuple[HttpRemote, Metrics]]:
+    """The real app with other limits than ``serve`` sets, on a loopback port in this
+    process; alice's remote over it, with her artifact ``art``, and the app's counts."""
+    import uvicorn
+
+    data = root / "data"
+    data.mkdir(parents=True)
+    store = Store(data)
+    key = add_user(store.db, USER)
+    store.close()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    app = create_app(data, limits=limits)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.05)
+            assert thread.is_alive(), "the server did not start"
+        api = HttpRemote(f"http://127.0.0.1:{sock.getsockname()[1]}", key)
+        api.create_node(f"/{USER}", "art", "Artifact")
+        yield api, app.metrics
+        api.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_a_server_with_smaller_batch_limits_gets_halves(tmp_path: Path) -> None:
+    with server_with(tmp_path, Limits(batch_objects=8, batch_bytes=100)) as (api, _):
+        uploads = [upload(f"small/{i:02d}", b"%02d" % i * 5) for i in range(30)]
+        infos = api.put_objects(ART, uploads)
+        assert [i.checksum for i in infos] == [u.md5 for u in uploads]
+        assert {o.path: o.checksum for o in api.list_objects(ART)} == {
+            u.key: u.md5 for u in uploads
+        }
+
+
+def test_listings_page_in_what_the_server_allows(tmp_path: Path) -> None:
+    uploads = [upload(f"many/{i:04d}", b"") for i in range(2500)]
+    # one refuses our big pages (as a T9k server might), one takes them
+    for page_size, asked in ((1000, {400: 1, 200: 6}), (10_000, {200: 2})):
+        limits = Limits(page_size=page_size)
+        with server_with(tmp_path / str(page_size), limits) as (api, metrics):
+            for start in range(0, len(uploads), 500):
+                api.put_objects(ART, uploads[start : start + 500])
+            listed = api.list_objects(ART)
+            assert [o.path for o in listed] == [u.key for u in uploads]
+            assert api.list_objects(ART) == listed
+            requests_ls = {
+                status: n
+                for (method, route, status), n in metrics.requests.items()
+                if route == "/apis/v1/objects/ls"
+            }
+            assert requests_ls == asked
