@@ -8,17 +8,17 @@ after every object, ``metadata.yaml`` included, is in place.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
 from .errors import ConflictError, InvalidInput, NameConflict, RevisionMismatch
-from .hashing import content_digest
+from .hashing import rows_digest
 from .model import CONFLICT_STRATEGIES
 from .paths import RESERVED_ROOT_NAMES
-from .remotes.base import ARTIFACT, FOLDER, Node, Remote, Upload
+from .remotes.base import ARTIFACT, FOLDER, Node, ObjectInfo, Remote, Upload
 
 Progress = Callable[[Upload], None]
 
@@ -120,14 +120,19 @@ def _changed(node_path: str) -> str:
 def _check_objects(
     remote: Remote, node_path: str, digest: str, references: Mapping[str, str]
 ) -> None:
-    listed: list[dict[str, object]] = [
-        {"path": o.path, "size_bytes": o.size_bytes, "checksum": o.checksum}
-        for o in remote.list_objects(node_path)
+    listed = (
+        (o.path, o.size_bytes, o.checksum)
+        for o in _objects_of(remote, node_path)
         if o.path not in RESERVED_ROOT_NAMES
-    ]
-    refs: list[dict[str, object]] = [{"path": k, "uri": v} for k, v in references.items()]
-    if content_digest([*listed, *refs]) != digest:
+    )
+    if rows_digest(listed, references.items()) != digest:
         raise ConflictError(_changed(node_path))
+
+
+def _objects_of(remote: Remote, node_path: str) -> Iterable[ObjectInfo]:
+    """The node's objects, a page at a time where the remote can (both of ours)."""
+    pages = getattr(remote, "iter_objects", None)
+    return pages(node_path) if pages is not None else remote.list_objects(node_path)
 
 
 BATCH_BYTES = 8 * 1024 * 1024

@@ -291,18 +291,28 @@ class HttpRemote:
 
     # -- objects ------------------------------------------------------------------------
     def list_objects(self, node_path: str) -> list[ObjectInfo]:
-        """Our server pages up to 10,000 rows (each page costs it a scan to its offset,
+        return list(self.iter_objects(node_path))
+
+    def iter_objects(self, node_path: str) -> Iterator[ObjectInfo]:
+        """The node's objects, a page at a time.
+
+        Our server pages up to 10,000 rows (each page costs it a scan to its offset,
         so fewer pages are much cheaper); a server that refuses that size (400) is
-        asked T9k's 1,000, from then on."""
-        what = f"listing {node_path}"
-        params = {"path": node_path}
+        asked T9k's 1,000, from then on.
+        """
+        what, params = f"listing {node_path}", {"path": node_path}
         if self._big_pages:
+            rows = self._pages(OBJECTS_LS, params, what, BIG_PAGE)
             try:
-                rows = self._pages(OBJECTS_LS, params, what, BIG_PAGE)
-                return list(map(ObjectInfo.from_api, rows))
+                first = next(rows, None)  # the first page shows whether the size is taken
             except InvalidInput:
                 self._big_pages = False
-        return list(map(ObjectInfo.from_api, self._pages(OBJECTS_LS, params, what)))
+            else:
+                if first is not None:
+                    yield ObjectInfo.from_api(first)
+                    yield from map(ObjectInfo.from_api, rows)
+                return
+        yield from map(ObjectInfo.from_api, self._pages(OBJECTS_LS, params, what))
 
     def put_object(self, node_path: str, upload: Upload) -> ObjectInfo:
         if upload.data is None and file_size(upload.source) > MULTIPART_ABOVE:
