@@ -8,7 +8,7 @@ after every object, ``metadata.yaml`` included, is in place.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import suppress
 from datetime import datetime
@@ -18,7 +18,7 @@ from .errors import ConflictError, InvalidInput, NameConflict, RevisionMismatch
 from .hashing import rows_digest
 from .model import CONFLICT_STRATEGIES
 from .paths import RESERVED_ROOT_NAMES
-from .remotes.base import ARTIFACT, FOLDER, Node, ObjectInfo, Remote, Upload
+from .remotes.base import ARTIFACT, FOLDER, Node, Remote, Upload, each_object
 
 Progress = Callable[[Upload], None]
 
@@ -122,17 +122,11 @@ def _check_objects(
 ) -> None:
     listed = (
         (o.path, o.size_bytes, o.checksum)
-        for o in _objects_of(remote, node_path)
+        for o in each_object(remote, node_path)
         if o.path not in RESERVED_ROOT_NAMES
     )
     if rows_digest(listed, references.items()) != digest:
         raise ConflictError(_changed(node_path))
-
-
-def _objects_of(remote: Remote, node_path: str) -> Iterable[ObjectInfo]:
-    """The node's objects, a page at a time where the remote can (both of ours)."""
-    pages = getattr(remote, "iter_objects", None)
-    return pages(node_path) if pages is not None else remote.list_objects(node_path)
 
 
 BATCH_BYTES = 8 * 1024 * 1024

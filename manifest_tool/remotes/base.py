@@ -200,6 +200,13 @@ class Remote(Protocol):
     def close(self) -> None: ...
 
 
+def each_object(remote: Remote, node_path: str) -> Iterable[ObjectInfo]:
+    """The node's objects, a page at a time where the remote can (both of ours): a
+    reader that looks at each once need not hold a listing of 300,000."""
+    pages: Callable[[str], Iterable[ObjectInfo]] | None = getattr(remote, "iter_objects", None)
+    return pages(node_path) if pages is not None else remote.list_objects(node_path)
+
+
 def absolute_folder(folder: str, user: str) -> str:
     """PROTOCOL: a folder not starting with '/' is below /<user>/; no trailing '/'."""
     path = folder if folder.startswith("/") else f"/{user}/{folder}"
