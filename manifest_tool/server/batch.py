@@ -206,6 +206,10 @@ def _entry(item: object, ctx: Context) -> Entry:
     key, size, md5 = item.get("path"), item.get("size"), item.get("md5")
     if not isinstance(key, str):
         raise InvalidInput("each entry of 'objects' needs a string 'path' (the object key)")
+    try:  # "\ud800" parses, but no database or file name can hold it
+        key.encode()
+    except UnicodeEncodeError:
+        raise InvalidInput("an object path holds a lone surrogate (\\ud800-\\udfff)") from None
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise InvalidInput(f"object {key!r}: 'size' must be a non-negative integer")
     if not isinstance(md5, str) or not MD5_RE.match(md5):
