@@ -18,15 +18,7 @@ from .model import ArtifactSpec, LocalFile, Reference
 from .paths import RESERVED_ROOT_NAMES
 from .plan import ArtifactPlan, Desired
 from .publish import history_entry
-from .remotes.base import (
-    ARTIFACT,
-    Node,
-    ObjectInfo,
-    Remote,
-    Upload,
-    absolute_folder,
-    each_object,
-)
+from .remotes.base import ARTIFACT, Node, ObjectInfo, Remote, Upload, absolute_folder, each_object
 
 if TYPE_CHECKING:
     from .artifact import Artifact
@@ -135,7 +127,9 @@ def node_for(remote: Remote, path: str) -> Node:
     full = absolute_folder(path, remote.whoami())
     node = remote.node_info(full)
     if node is None:
-        raise NotFound(f"no artifact at {full} on {remote.url} (list them with 'manifest-tool ls')")
+        raise NotFound(
+            f"no artifact at {full} on {remote.url} (list them with 'manifest-tool ls')"
+        )
     if node.type != ARTIFACT:
         raise NotAnArtifact(f"Remote path refers to type '{node.type}' rather than 'Artifact'")
     return node
