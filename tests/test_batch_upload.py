@@ -19,7 +19,7 @@ import requests
 from conftest import USER, Cli, Project, cli_env
 from serverutil import Server, running_server
 
-from manifest_tool.errors import ChecksumMismatch
+from manifest_tool.errors import ChecksumMismatch, InvalidInput
 from manifest_tool.remotes.base import Upload
 from manifest_tool.remotes.formbody import batch_form
 from manifest_tool.remotes.http import HttpRemote
@@ -223,6 +223,31 @@ def test_a_server_without_the_batch_call_gets_one_request_per_object(srv: Server
     assert len(re.findall(r'"POST /apis/v1/objects\?path=[^"]*fallback', log)) == 8
     stored = objects(srv)
     assert all(stored[u.key] == u.md5 for u in [*first, *second])
+
+
+def test_a_server_that_refuses_the_batch_form_gets_one_request_per_object(srv: Server) -> None:
+    api = HttpRemote(srv.url, srv.keys[USER])
+    api.batch_route = "/apis/v1/objects/delete"  # a route that answers the form with a 400
+    first = [upload(f"refused/{i}", f"{i}".encode()) for i in range(4)]
+    second = [upload(f"refused/more{i}", f"{i}".encode()) for i in range(2)]
+
+    api.put_objects(ART, first)
+    api.put_objects(ART, second)
+
+    log = srv.logs()
+    assert log.count('"POST /apis/v1/objects/delete?path=') == 1  # then never again
+    assert len(re.findall(r'"POST /apis/v1/objects\?path=[^"]*refused', log)) == 6
+    stored = objects(srv)
+    assert all(stored[u.key] == u.md5 for u in [*first, *second])
+
+
+def test_a_bad_object_refused_in_a_batch_is_reported_by_its_own_put(srv: Server) -> None:
+    api = HttpRemote(srv.url, srv.keys[USER])
+    with pytest.raises(InvalidInput, match=r"'\.\.' segment"):
+        api.put_objects(ART, [upload("good/one", b"1"), upload("bad/../two", b"2")])
+    batches = srv.logs().count(f'"POST {BATCH}?path=%2F{USER}%2Fart" 200')
+    assert api.put_objects(ART, [upload("good/three", b"3")])[0].path == "good/three"
+    assert srv.logs().count(f'"POST {BATCH}?path=%2F{USER}%2Fart" 200') == batches + 1
 
 
 def test_an_apply_of_many_small_files_sends_one_request_per_batch(

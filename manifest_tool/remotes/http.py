@@ -336,6 +336,13 @@ class HttpRemote:
                 return self._put_batch(node_path, uploads)
             except RouteMissing:
                 self._batch_put = False  # an older server: one by one from now on
+            except InvalidInput:
+                # Another server may route the call elsewhere and refuse the form. One
+                # by one, a bad object fails with its own error; if none does, the
+                # server lacks the call.
+                infos = [self.put_object(node_path, u) for u in uploads]
+                self._batch_put = False
+                return infos
         return [self.put_object(node_path, u) for u in uploads]
 
     def _put_batch(self, node_path: str, uploads: Sequence[Upload]) -> list[ObjectInfo]:

@@ -89,7 +89,7 @@ class Metrics:
         lines += _single("request_bytes_total", "counter", "Body bytes read.", self.bytes_in)
         lines += _single("response_bytes_total", "counter", "Body bytes sent.", self.bytes_out)
         lines += [
-            "# HELP manifest_tool_upload_seconds Time to answer a good object, part or batch upload.",
+            "# HELP manifest_tool_upload_seconds Time to answer a good object, part or batch put.",
             "# TYPE manifest_tool_upload_seconds histogram",
             *self.uploads.lines("manifest_tool_upload_seconds"),
         ]
