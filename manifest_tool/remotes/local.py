@@ -18,6 +18,7 @@ from .gc import maybe_collect
 from .store import Store
 
 READ_BLOCK = 1024 * 1024
+PAGE = 10_000  # objects per page of iter_objects
 
 
 class LocalRemote:
@@ -61,9 +62,7 @@ class LocalRemote:
         extra: str = "{}",
     ) -> str:
         with self._writing():
-            return self.store.create_node(
-                self.user, parent, name, type, labels, description, extra
-            )
+            return self.store.create_node(self.user, parent, name, type, labels, description, extra)
 
     def update_node(self, path: str, **fields: Any) -> Node:
         with self._writing():
@@ -85,6 +84,17 @@ class LocalRemote:
     def list_objects(self, node_path: str) -> list[ObjectInfo]:
         objects, _ = self.store.list_objects(self.user, node_path, size=10_000_000)
         return objects
+
+    def iter_objects(self, node_path: str) -> Iterator[ObjectInfo]:
+        """The node's objects a page at a time: a check that only reads each once need
+        not hold a listing of 300,000 at once."""
+        page = 1
+        while True:
+            objects, total = self.store.list_objects(self.user, node_path, page, PAGE)
+            yield from objects
+            if not objects or page * PAGE >= total:
+                return
+            page += 1
 
     def put_object(self, node_path: str, upload: Upload) -> ObjectInfo:
         chunks = _chunks(upload)

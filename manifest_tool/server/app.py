@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from ..remotes.store import Store
-from . import graphs, health, multipart, nodes, objects, ui
+from . import batch, graphs, health, multipart, nodes, objects, ui
 from .accesslog import AccessLog
 from .context import Context, user_of
 from .errors import error_response
@@ -92,6 +92,7 @@ def _routes() -> list[BaseRoute]:
         "/apis/v1/objects/ls": {"GET": objects.list_objects},
         "/apis/v1/objects": {"GET": objects.get_object, "POST": objects.put_object},
         "/apis/v1/objects/delete": {"POST": objects.delete_objects},
+        "/apis/v1/objects/batch": {"POST": batch.put_batch},
         "/apis/v1/objects/multipart": {"POST": multipart.start},
         "/apis/v1/objects/multipart/{upload_id}": {
             "PUT": multipart.put_part,
