@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import ConflictError, InvalidInput, NotFound, RevisionMismatch
@@ -47,7 +47,11 @@ def alias_problem(alias: str) -> str | None:
 
 def number(node: Node) -> int:
     """The node's version number; a node published before versions were kept is v1."""
-    value = node.extra_dict.get("version")
+    return number_of(node.extra_dict)
+
+
+def number_of(extra: dict[str, object]) -> int:
+    value = extra.get("version")
     return value if type(value) is int and value > 0 else 1
 
 
@@ -97,36 +101,76 @@ def mark_version(remote: Remote, node: Node, name: str, version: int) -> None:
     extra = node.extra_dict
     if extra.get("versionOf") == name and extra.get("version") == version:
         return
-    extra.update(versionOf=name, version=version)
-    _write_extra(remote, node, extra)
+    _write_extra(remote, node, lambda e: {**e, "versionOf": name, "version": version})
 
 
 def set_aliases(remote: Remote, node: Node, wanted: Sequence[str]) -> None:
     """Give ``node`` exactly the aliases ``wanted``, keeping its digest only while its
     objects are unchanged (the same compare-and-set that seals it)."""
-    extra = node.extra_dict
     if list(aliases(node)) == list(wanted):
         return
-    if wanted:
-        extra["aliases"] = list(wanted)
-    else:
-        extra.pop("aliases", None)
-    _write_extra(remote, node, extra)
+
+    def change(extra: dict[str, object]) -> dict[str, object]:
+        extra = {k: v for k, v in extra.items() if k != "aliases"}
+        return {**extra, "aliases": list(wanted)} if wanted else extra
+
+    _write_extra(remote, node, change)
 
 
-def _write_extra(remote: Remote, node: Node, extra: dict[str, object]) -> None:
-    """A new ``extra`` that keeps the node's digest: only while its objects are as
-    read (the compare-and-set that seals a node), so it never revives a stale one."""
-    text = json.dumps(extra)
-    if node.revision is None:
-        remote.update_node(node.path, extra=text)
-        return
+def _write_extra(
+    remote: Remote, node: Node, change: Callable[[dict[str, object]], dict[str, object]]
+) -> None:
+    """Change the ``extra`` of ``node`` (the node as read earlier) and of no other.
+
+    Another apply may have moved ``node`` aside and a new version in at its path since
+    it was read, and a node's objects revision counts per node, so the new one may
+    carry the same value. So the node at the path is read again and must be the same
+    node (its id and alternative name); the change applies to what it says now, under
+    the compare-and-set that seals a node (it never revives a stale digest); and the
+    path is read once more afterwards: should a new version have moved in during the
+    write itself, what it was given is undone (see ``_repair``) and the command stops.
+    """
+    fresh = remote.node_info(node.path)
+    if fresh is None or not same_node(fresh, node):
+        raise ConflictError(f"{node.path} changed while this command ran; run it again")
+    text = json.dumps(change(fresh.extra_dict))
     try:
-        remote.set_if_unchanged(node.path, node.revision, extra=text)
+        if fresh.revision is None:
+            remote.update_node(fresh.path, extra=text)
+        else:
+            remote.set_if_unchanged(fresh.path, fresh.revision, extra=text)
     except RevisionMismatch:
+        raise ConflictError(f"{node.path} changed while this command ran; run it again") from None
+    after = remote.node_info(node.path)
+    if after is not None and after.id != node.id and after.extra_dict == json.loads(text):
+        _repair(remote, after, fresh.extra_dict)
         raise ConflictError(
-            f"{node.path} changed while this command ran; run it again"
-        ) from None
+            f"{node.path} was replaced by another version while this command wrote to it;"
+            f" its record was repaired (unsealed: the next apply re-checks it); run it again"
+        )
+
+
+def same_node(a: Node, b: Node) -> bool:
+    return a.id == b.id and a.extra_dict.get("alternativeName") == b.extra_dict.get(
+        "alternativeName"
+    )
+
+
+def _repair(remote: Remote, clobbered: Node, written_over: dict[str, object]) -> None:
+    """A write meant for one version landed on the version that replaced it: give that
+    node back its own identity (its ``metadata.yaml`` records it) without a digest,
+    so nothing trusts it until an apply has checked its objects again."""
+    from .transfer import remote_metadata
+
+    meta = remote_metadata(remote, clobbered)
+    extra = {
+        k: v for k, v in clobbered.extra_dict.items()
+        if k not in ("contentDigest", "aliases", "alternativeName", "createdTimestamp")
+    }  # fmt: skip
+    extra["alternativeName"] = str(meta.get("alternativeName") or "")
+    extra["createdTimestamp"] = str(meta.get("createdTimestamp") or clobbered.created_at)
+    extra["version"] = number_of(written_over) + 1
+    remote.update_node(clobbered.path, extra=json.dumps(extra))
 
 
 # -- references ---------------------------------------------------------------------------

@@ -1,0 +1,36 @@
+"""versions: keep under hostile use: races, other projects, hand edits, odd references."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import Cli, Project, Remote
+from test_versions import honest, listed, publish, pulled, run, setup
+
+from manifest_tool.errors import ConflictError
+from manifest_tool.versions import move_alias, version_nodes
+
+
+def test_a_tag_read_before_an_apply_never_writes_over_the_new_version(
+    project: Project, cli: Cli, remote: Remote
+) -> None:
+    folder = setup(project)
+    publish(cli, remote, project, "1")
+    publish(cli, remote, project, "2")
+    api = remote.api()
+    seen = version_nodes(api.list_nodes(folder), folder, "ds")  # tag's read
+    publish(cli, remote, project, "3")  # an apply lands in between
+    with pytest.raises(ConflictError, match="changed while this command ran"):
+        move_alias(api, seen, seen[0], "x")  # tag's write
+    versions = listed(cli, remote)
+    assert [v["version"] for v in versions] == [3, 2, 1]
+    assert len({v["alternativeName"] for v in versions}) == 3
+    for v in versions:
+        honest(api, str(v["path"]))
+        assert "x" not in v["aliases"]
+    assert pulled(cli, remote, project, "ds")["data/changing.txt"] == b"3"
+    publish(cli, remote, project, "4")  # later applies still work
+    assert [v["version"] for v in listed(cli, remote)] == [4, 3, 2, 1]
+    assert json.loads(run(cli, remote, "tag", "ds@v3", "x", "--quiet") or "null") is None
+    assert pulled(cli, remote, project, "ds@x")["data/changing.txt"] == b"3"
