@@ -28,6 +28,7 @@ from .plan import ArtifactPlan, Desired
 from .planner import (
     Reads,
     _all_keys,
+    _conflict,
     _create,
     _created,
     _get,
@@ -50,8 +51,9 @@ def seen_version(node: Node | None, stage: Node | None) -> str:
 def decide_versioned(desired: Desired, reads: Reads, user: str, node: Node | None) -> ArtifactPlan:
     spec = desired.spec
     path = f"{desired.folder}/{spec.name}"
-    if node is not None and not _a_version(node, desired):
-        return _taken(desired, node)
+    outside = node is not None and not _in_lineage(node, desired, reads)
+    if node is not None and outside and not _same_content_elsewhere(node, desired):
+        return _taken(desired, reads, node)
     versions = None if node is not None else _versions_beside(desired, reads)
     if isinstance(versions, ArtifactPlan):
         return versions  # the folder is in the way
@@ -72,23 +74,51 @@ def decide_versioned(desired: Desired, reads: Reads, user: str, node: Node | Non
     return _retention(plan, reads, cur, versions)
 
 
-def _a_version(node: Node, desired: Desired) -> bool:
+def _in_lineage(node: Node, desired: Desired, reads: Reads) -> bool:
+    """Whether the version at F/N descends from this checkout's: it is the lock's, or
+    the lock's version stands beside it, moved aside by another checkout of the same
+    project publishing on top. A node that merely says it is a version of this name
+    may be another project's artifact of the same name."""
+    alt = node.extra_dict.get("alternativeName")
+    if node.type != ARTIFACT or not valid_alternative_name(alt):
+        return False
+    if alt == desired.alternative_name:
+        return True
+    if desired.adopt:  # the lock records no identity: nothing here is ours yet
+        return False
+    mine: Node | None = _get(reads, "node", f"{desired.folder}/{desired.alternative_name}")
+    return (
+        mine is not None
+        and mine.type == ARTIFACT
+        and mine.extra_dict.get("alternativeName") == desired.alternative_name
+        and mine.extra_dict.get("versionOf") == desired.spec.name
+    )
+
+
+def _same_content_elsewhere(node: Node, desired: Desired) -> bool:
+    """Exactly the declared content, sealed: taken as it is (as ``versions: update``
+    adopts it), which changes nothing of it."""
     extra = node.extra_dict
-    alt = extra.get("alternativeName")
-    mine = extra.get("versionOf") == desired.spec.name or alt == desired.alternative_name
-    return node.type == ARTIFACT and valid_alternative_name(alt) and mine
+    return (
+        node.type == ARTIFACT
+        and valid_alternative_name(extra.get("alternativeName"))
+        and bool(desired.digest)
+        and extra.get("contentDigest") == desired.digest
+    )
 
 
-def _taken(desired: Desired, node: Node) -> ArtifactPlan:
-    other = node.extra_dict.get("alternativeName") or "?"
-    message = f"{node.path} holds another artifact ({other})"
-    if desired.spec.conflict_strategy == "skip":
-        return _plan(desired, node.path, "skip", seen=seen_of(node),
-                     message=f"{message}; conflict_strategy: skip")  # fmt: skip
-    return _plan(
-        desired, node.path, "error", seen=seen_of(node), refusal="conflict", message=message,
-        hint="versions: keep needs the name: remove that node, or choose another name or folder",
-    )  # fmt: skip
+def _taken(desired: Desired, reads: Reads, node: Node) -> ArtifactPlan:
+    """F/N holds an artifact outside this lineage: the conflict strategy decides, as
+    for ``versions: update``."""
+    if node.type != ARTIFACT:
+        return _plan(
+            desired, node.path, "error", seen=seen_of(node), refusal="conflict",
+            message=f"{node.path} is a {node.type}, not an artifact",
+            hint="versions: keep needs the name: remove that node, or choose another name"
+            " or folder",
+        )  # fmt: skip
+    other = str(node.extra_dict.get("alternativeName") or "no alternativeName")
+    return _conflict(desired, reads, node, other)
 
 
 def _versions_beside(desired: Desired, reads: Reads) -> list[Node] | ArtifactPlan | None:

@@ -34,3 +34,34 @@ def test_a_tag_read_before_an_apply_never_writes_over_the_new_version(
     assert [v["version"] for v in listed(cli, remote)] == [4, 3, 2, 1]
     assert json.loads(run(cli, remote, "tag", "ds@v3", "x", "--quiet") or "null") is None
     assert pulled(cli, remote, project, "ds@x")["data/changing.txt"] == b"3"
+
+
+def other_project(project: Project, name: str, manifest: str) -> tuple[Project, Cli]:
+    root = project.root.parent / name
+    root.mkdir()
+    other = Project(root)
+    other.manifest(manifest)
+    return other, Cli(root)
+
+
+def test_another_project_of_the_same_name_meets_the_conflict_strategy(
+    project: Project, cli: Cli, remote: Remote
+) -> None:
+    setup(project, extra="    keep_versions: 1\n")
+    publish(cli, remote, project, "1")
+    publish(cli, remote, project, "2")
+    manifest = (project.root / "artifacts.yaml").read_text()
+    strict = manifest.replace("versions: keep", "versions: keep\n    conflict_strategy: error")
+    other, other_cli = other_project(project, "p2", strict)
+    other.write("data/x.txt", "another project\n")
+    code, out, err = other_cli("apply", "--remote", remote.url, env=remote.env)
+    assert code == 1 and "already exists" in out + err, (out, err)
+    skip = manifest.replace("versions: keep", "versions: keep\n    conflict_strategy: skip")
+    other.manifest(skip)
+    ap = json.loads(run(other_cli, remote, "plan", "--json"))["artifacts"][0]
+    assert ap["action"] == "skip"
+    run(other_cli, remote, "apply", "--quiet")
+    versions = listed(cli, remote)
+    assert [v["version"] for v in versions] == [2]  # its own retention only
+    assert pulled(cli, remote, project, "ds")["data/changing.txt"] == b"2"
+    assert cli("plan", "--detailed-exitcode", "--remote", remote.url, env=remote.env).code == 0
