@@ -82,10 +82,12 @@ class Applier:
         return self.results
 
     def _one(self, ap: ArtifactPlan) -> Applied:
-        if ap.action == "orphan":
-            return Applied(ap.name, ap.action, ap.path)
-        if ap.action == "delete":
-            return self._prune(ap)
+        if ap.action in ("orphan", "delete"):
+            # a versioned artifact's unaliased versions go first: F/N, the newest, last
+            pruned = self._retain(ap) if ap.retention else ()
+            kept = Applied(ap.name, ap.action, ap.path)
+            done = self._prune(ap) if ap.action == "delete" else kept
+            return replace(done, pruned=pruned)
         d = ap.desired
         assert d is not None, "an artifact's plan carries its desired state"
         result = Applied(ap.name, ap.action, ap.path)

@@ -65,8 +65,11 @@ def _version_rows(ap: ArtifactPlan) -> list[str]:
     rows = []
     if ap.retire_to:
         rows.append(f"    ~ the version at {ap.path} now stays at {ap.retire_to}")
-    rows += [f"    ~ aliases of {path}: {list(held) or 'none'}" for path, held in ap.alias_moves]
-    rows += [f"    - version {path} (keep_versions)" for path in ap.prune_versions]
+    rows += [
+        f"    ~ aliases of {path}: {', '.join(held) or 'none'}" for path, held in ap.alias_moves
+    ]
+    why = "apply --prune" if ap.action in ("orphan", "delete") else "keep_versions"
+    rows += [f"    - version {path} ({why})" for path in ap.prune_versions]
     return rows
 
 

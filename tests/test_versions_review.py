@@ -65,3 +65,27 @@ def test_another_project_of_the_same_name_meets_the_conflict_strategy(
     assert [v["version"] for v in versions] == [2]  # its own retention only
     assert pulled(cli, remote, project, "ds")["data/changing.txt"] == b"2"
     assert cli("plan", "--detailed-exitcode", "--remote", remote.url, env=remote.env).code == 0
+
+
+def test_prune_of_a_removed_versioned_artifact_keeps_aliased_versions_and_their_numbers(
+    project: Project, cli: Cli, remote: Remote
+) -> None:
+    folder = setup(project, extra="    aliases: [prod]\n")
+    manifest = (project.root / "artifacts.yaml").read_text()
+    for body in ("1", "2", "3"):
+        publish(cli, remote, project, body)
+    run(cli, remote, "tag", "ds@v1", "old", "--quiet")
+    project.manifest(manifest.replace("name: ds", "name: other"))
+    out = run(cli, remote, "plan", "--prune")
+    assert "(apply --prune)" in out and "v3 (latest, prod)" in out and "v1 (old)" in out, out
+    rows = json.loads(run(cli, remote, "plan", "--prune", "--json"))["artifacts"]
+    ap = next(a for a in rows if a["name"] == "ds")
+    assert ap["action"] == "orphan" and len(ap["pruneVersions"]) == 1
+    run(cli, remote, "apply", "--prune", "--quiet")
+    project.manifest(manifest)
+    assert pulled(cli, remote, project, "ds@prod")["data/changing.txt"] == b"3"
+    assert pulled(cli, remote, project, "ds@old")["data/changing.txt"] == b"1"
+    assert [v["version"] for v in listed(cli, remote)] == [3, 1]
+    publish(cli, remote, project, "4")
+    assert [v["version"] for v in listed(cli, remote)] == [4, 3, 1]
+    assert pulled(cli, remote, project, f"{folder}/ds@v4")["data/changing.txt"] == b"4"
