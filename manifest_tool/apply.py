@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from .artifact import metadata_dict
-from .errors import ChecksumMismatch, ManifestToolError, NameConflict, NodeNotFound, StalePlan
+from .errors import (
+    ChecksumMismatch,
+    ConflictError,
+    ManifestToolError,
+    NameConflict,
+    NodeNotFound,
+    RevisionMismatch,
+    StalePlan,
+)
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
 from .plan import UPLOADING, ArtifactPlan, Desired, Plan
@@ -31,7 +39,15 @@ from .planversions import seen_version
 from .publish import history_entry, make_folders, open_node, seal, upload_all
 from .remotes.base import ARTIFACT, Node, Remote, Upload
 from .transfer import put_metadata, remote_metadata
-from .versions import aliases, is_version, mark_version, number, set_aliases, version_extra
+from .versions import (
+    aliases,
+    is_version,
+    mark_version,
+    moved_in_extra,
+    number,
+    set_aliases,
+    version_extra,
+)
 
 OnUpload = Callable[[Upload], None]
 History = Callable[[Desired], list[dict[str, Any]]]
@@ -227,9 +243,29 @@ class Applier:
         if ap.retire_to and current is not None:
             mark_version(self.remote, current, d.spec.name, number(current))
             self._update(ap, ap.path, name=ap.retire_to.rpartition("/")[2])
-        moved = self._update(ap, ap.stage, name=d.spec.name)
+        moved = self._move_in(ap, d)
         record = result.record or history_entry("upload", self.remote, moved)
         return replace(result, path=ap.path, record=record)
+
+    def _move_in(self, ap: ArtifactPlan, d: Desired) -> Node:
+        """The sealed stage to F/N, a version from then on: its name and its ``extra``
+        in one write, while its objects are what it was sealed with."""
+        stage = self._info(ap.stage)
+        fields: dict[str, Any] = {"name": d.spec.name, "extra": moved_in_extra(stage)}
+        if stage.revision is None:
+            return self._update(ap, ap.stage, **fields)
+        try:
+            return self.remote.set_if_unchanged(ap.stage, stage.revision, **fields)
+        except NameConflict:
+            raise StalePlan(
+                f"artifact '{ap.name}': {ap.path} appeared since the plan; run 'manifest-tool"
+                " plan' again"
+            ) from None
+        except RevisionMismatch:
+            raise ConflictError(
+                f"artifact '{ap.name}': {ap.stage} changed while this apply ran; run apply"
+                " again"
+            ) from None
 
     def _new_stage(self, ap: ArtifactPlan, d: Desired) -> Node:
         parent, _, name = ap.stage.rpartition("/")

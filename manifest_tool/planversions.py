@@ -40,7 +40,7 @@ from .planner import (
 )
 from .publish import sibling_refusal
 from .remotes.base import ARTIFACT, Node
-from .versions import aliases, number, sealed, version_nodes
+from .versions import aliases, number, sealed, stages, version_nodes
 
 
 def seen_version(node: Node | None, stage: Node | None) -> str:
@@ -189,8 +189,9 @@ def _next(
 ) -> ArtifactPlan:
     """New content: the next version, numbered after the newest. A sealed stage an
     interrupted apply left with this content is taken as it is (its identity too)."""
-    built = [n for n in versions if n.path != path and number(n) > number(cur)
-             and n.extra_dict.get("contentDigest") == desired.digest]  # fmt: skip
+    children: tuple[Node, ...] = _get(reads, "children", desired.folder)
+    built = [n for n in stages(children, desired.folder, desired.spec.name)
+             if n.extra_dict.get("contentDigest") == desired.digest]  # fmt: skip
     if built:
         desired = _adopt(desired, reads, built[0])
     elif not desired.adopt:  # the lock's identity is published: this version needs its own
@@ -198,7 +199,7 @@ def _next(
         desired = replace(desired, alternative_name=alt, created_timestamp=created,
                           local_dir=desired.local_dir.with_name(alt))  # fmt: skip
     newest = max([number(cur), *(number(n) for n in versions if n.path != path)])
-    version = number(built[0]) if built else newest + 1
+    version = newest + 1  # a stage's number counts only once it moves in
     retire_to = ""
     if cur.path == path:
         retire_to = f"{desired.folder}/{cur.extra_dict['alternativeName']}"

@@ -5,8 +5,9 @@ with its own identity: the newest at F/N (what a T9k client's ``load_artifact('F
 gets), each older one at F/<its alternativeName>. What makes them versions lives in
 the node's ``extra``, which a T9k client ignores: ``version`` (1, 2, ... in
 publication order), ``versionOf`` (the artifact's name) and ``aliases`` (names such as
-``prod`` that a user or the manifest points at one version). ``latest`` is never
-stored: it is whatever sits at F/N.
+``prod`` that a user or the manifest points at one version); and ``stage`` while a new
+version is built beside F/N (it counts as a version only once moved in). ``latest`` is
+never stored: it is whatever sits at F/N.
 
 A reference ``NAME@REF`` names one version: ``latest``, ``vK``, an alias or an
 alternative name. This module is the one place that reads those keys.
@@ -23,6 +24,7 @@ from .errors import ConflictError, InvalidInput, NotFound, RevisionMismatch
 from .remotes.base import ARTIFACT, Node, Remote
 
 LATEST = "latest"
+STAGE = "stage"  # on a new version's node until it moves to F/N
 NUMBER_RE = re.compile(r"v([1-9][0-9]{0,8})")
 ALIAS_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,38}[A-Za-z0-9])?")
 
@@ -75,23 +77,42 @@ def is_version(node: Node, folder: str, name: str) -> bool:
 
 
 def version_nodes(children: Iterable[Node], folder: str, name: str) -> list[Node]:
-    """The sealed versions of ``name`` among ``children`` (F/N always), newest first.
+    """The versions of ``name`` among ``children`` (F/N always), newest first.
 
     A sibling without a digest is a version that is still being written (or one an
-    interrupted apply left): it is nobody's version yet.
+    interrupted apply left), and a stage is one that never reached F/N (an apply that
+    lost a race to another leaves it sealed): neither is a version yet, so neither
+    holds a number another version may have.
     """
     found = [
         n for n in children
-        if is_version(n, folder, name) and (n.name == name or sealed(n))
+        if is_version(n, folder, name) and (n.name == name or (sealed(n) and not staged(n)))
     ]  # fmt: skip
     return sorted(found, key=lambda n: (number(n), n.name == name), reverse=True)
+
+
+def stages(children: Iterable[Node], folder: str, name: str) -> list[Node]:
+    """The sealed stages of ``name``: versions built beside F/N, not yet moved in."""
+    return [
+        n for n in children
+        if is_version(n, folder, name) and n.name != name and sealed(n) and staged(n)
+    ]  # fmt: skip
+
+
+def staged(node: Node) -> bool:
+    return node.extra_dict.get(STAGE) is True
+
+
+def moved_in_extra(node: Node) -> str:
+    """The ``extra`` of a stage once it is at F/N: a version from then on."""
+    return json.dumps({k: v for k, v in node.extra_dict.items() if k != STAGE})
 
 
 def version_extra(base: dict[str, object], alt: str, name: str, version: int,
                   created: str) -> str:  # fmt: skip
     """``extra`` of a new version's node, before any object is written."""
     return json.dumps({**base, "alternativeName": alt, "versionOf": name, "version": version,
-                       "createdTimestamp": created})  # fmt: skip
+                       "createdTimestamp": created, STAGE: True})  # fmt: skip
 
 
 def mark_version(remote: Remote, node: Node, name: str, version: int) -> None:
@@ -213,16 +234,20 @@ def resolve(remote: Remote, ref: Ref) -> str:
 
 
 def pick(versions: Sequence[Node], ref: str) -> Node | None:
-    """The version ``ref`` names among ``versions`` (newest first): a number, an alias
-    (the newest holding it, should two claim it after an interrupted move) or an
-    alternative name."""
+    """The version ``ref`` names among ``versions`` (newest first): a number, an
+    alternative name (it names one node for good, so it wins over an alias) or an alias
+    (the newest holding it, should two claim it after an interrupted move)."""
     match = NUMBER_RE.fullmatch(ref)
-    for node in versions:
-        if match and number(node) == int(match.group(1)):
-            return node
-        if not match and (ref in aliases(node) or node.extra_dict.get("alternativeName") == ref):
-            return node
-    return None
+    if match:
+        return next((n for n in versions if number(n) == int(match.group(1))), None)
+    named = [n for n in versions if n.extra_dict.get("alternativeName") == ref]
+    return next(iter(named), None) or next((n for n in versions if ref in aliases(n)), None)
+
+
+def latest(versions: Sequence[Node], name: str) -> Node | None:
+    """``latest``: the version at F/N, as ``pull NAME`` and a T9k client read it,
+    whatever number a sibling claims."""
+    return next((n for n in versions if n.name == name), None)
 
 
 def label(node: Node, name: str) -> str:

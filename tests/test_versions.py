@@ -306,7 +306,10 @@ def test_interrupted_states_are_repaired_from_what_the_remote_shows(
     v3, v2 = listed(cli, remote)[:2]
     api = remote.api()
     # sealed beside F/N, the old version not yet moved aside; the lock never heard of it
-    api.update_node(f"{folder}/ds", name=v3["alternativeName"])
+    newest = api.node_info(f"{folder}/ds")
+    assert newest is not None
+    staged = json.dumps({**newest.extra_dict, "stage": True})  # as it was before moving in
+    api.update_node(f"{folder}/ds", name=v3["alternativeName"], extra=staged)
     api.update_node(str(v2["path"]), name="ds")
     (project.root / "artifacts.lock").write_text(lock_v2)
     for cache in (project.root / ".em" / "cache" / "identities").glob("*"):

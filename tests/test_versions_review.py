@@ -89,3 +89,70 @@ def test_prune_of_a_removed_versioned_artifact_keeps_aliased_versions_and_their_
     publish(cli, remote, project, "4")
     assert [v["version"] for v in listed(cli, remote)] == [4, 3, 1]
     assert pulled(cli, remote, project, f"{folder}/ds@v4")["data/changing.txt"] == b"4"
+
+
+def test_an_apply_that_loses_a_race_leaves_no_second_version_of_a_number(
+    project: Project, cli: Cli, remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from manifest_tool.apply import Applier
+    from manifest_tool.errors import StalePlan
+    from manifest_tool.workspace import make_plan, open_workspace
+
+    setup(project)
+    publish(cli, remote, project, "1")
+    clone = project.root.parent / "other"
+    shutil.copytree(project.root, clone, ignore=shutil.ignore_patterns(".em"))
+    other = Project(clone)
+    other.write("data/changing.txt", "the winner")
+    project.write("data/changing.txt", "the loser")
+    for key, value in remote.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(project.root)
+    ws = open_workspace(project.root / "artifacts.yaml", remote_url=remote.url)
+    plan = make_plan(ws)
+    assert plan.artifacts[0].version == 2
+
+    def the_other_applies_meanwhile(*_: object) -> None:
+        run(Cli(other.root), remote, "apply", "--quiet")
+
+    applier = Applier(ws.remote, ws.lock_file, ws.lock(), on_start=the_other_applies_meanwhile)
+    with pytest.raises(StalePlan, match="changed while this version was built"):
+        applier.apply(plan)
+    numbers = [v["version"] for v in listed(cli, remote)]
+    assert numbers == [2, 1]  # the loser's sealed stage holds no number yet
+    assert pulled(cli, remote, project, "ds@v2")["data/changing.txt"] == b"the winner"
+    run(cli, remote, "apply", "--quiet")  # the loser's stage moves in, numbered after
+    assert [v["version"] for v in listed(cli, remote)] == [3, 2, 1]
+    assert pulled(cli, remote, project, "ds@v3")["data/changing.txt"] == b"the loser"
+    assert len(remote.api().list_nodes(str(plan.artifacts[0].folder))) == 3  # no stage left
+
+
+def test_alternative_names_win_over_aliases_and_latest_is_what_sits_at_f_n(
+    project: Project, cli: Cli, remote: Remote
+) -> None:
+    from manifest_tool.remotes.base import ARTIFACT
+    from manifest_tool.versions import set_aliases
+
+    folder = setup(project)
+    for body in ("1", "2", "3"):
+        publish(cli, remote, project, body)
+    v3, _, v1 = listed(cli, remote)
+    alt1 = str(v1["alternativeName"])
+    code, _, err = cli("tag", "ds@v3", alt1, "--remote", remote.url, env=remote.env)
+    assert code == 1 and "alternative name of v1" in err and err.count("\n") == 1, err
+    api = remote.api()
+    newest = api.node_info(f"{folder}/ds")
+    assert newest is not None
+    set_aliases(api, newest, [alt1])  # as an older client could have written it
+    assert pulled(cli, remote, project, f"ds@{alt1}")["data/changing.txt"] == b"1"
+    # a sibling claiming a higher number is not the latest: F/N is
+    hostile = {"alternativeName": "ds_hostile", "versionOf": "ds", "version": 99,
+               "contentDigest": "md5:0"}  # fmt: skip
+    api.create_node(folder, "ds_hostile", ARTIFACT, extra=json.dumps(hostile))
+    assert run(cli, remote, "tag", "ds@latest", "here") == f"here -> v3 ({v3['path']})\n"
+    assert pulled(cli, remote, project, "ds@here")["data/changing.txt"] == b"3"
+    api.update_node(f"{folder}/ds", name=str(v3["alternativeName"]))  # F/N empty
+    code, _, err = cli("tag", "ds@latest", "x", "--remote", remote.url, env=remote.env)
+    assert code == 1 and "no version 'latest'" in err, err

@@ -16,6 +16,8 @@ from ..versions import (
     LATEST,
     aliases,
     check_alias,
+    label,
+    latest,
     move_alias,
     number,
     pick,
@@ -95,9 +97,15 @@ def tag_command(ctx: click.Context, /, version: str, alias: str, **kw: object) -
     check_alias(alias)
     remote, paths = remote_and_paths(opts)
     path, found = _versions(remote, paths, ref.path)
-    target = pick(found, ref.ref) if ref.ref != LATEST else found[0]
+    base = path.rpartition("/")[2]
+    target = pick(found, ref.ref) if ref.ref != LATEST else latest(found, base)
     if target is None:
         raise NotFound(f"{path} has no version {ref.ref!r} (see manifest-tool versions)")
+    named = next((n for n in found if n.extra_dict.get("alternativeName") == alias), None)
+    if named is not None:
+        raise InvalidInput(
+            f"invalid alias {alias!r}: it is the alternative name of {label(named, base)}"
+        )
     move_alias(remote, found, target, alias)
     if not opts.quiet:
         click.echo(f"{alias} -> v{number(target)} ({target.path})")
