@@ -131,10 +131,13 @@ def _versions_beside(desired: Desired, reads: Reads) -> list[Node] | ArtifactPla
     return version_nodes(children, desired.folder, desired.spec.name)
 
 
-def _stage(desired: Desired, reads: Reads, path: str, action: str, **kw: Any) -> ArtifactPlan:
+def _stage(
+    desired: Desired, reads: Reads, path: str, action: str, at: str = "", **kw: Any
+) -> ArtifactPlan:
     """Build at F/<alt>: all objects into a new node, or what a stage left by an
-    interrupted apply still lacks."""
-    stage_path = f"{desired.folder}/{desired.alternative_name}"
+    interrupted apply still lacks (``at``: a version or stage found elsewhere, say
+    renamed by hand, which moves to F/N from where it is)."""
+    stage_path = at or f"{desired.folder}/{desired.alternative_name}"
     stage: Node | None = _get(reads, "node", stage_path)
     node: Node | None = _get(reads, "node", path)
     if stage is None:
@@ -161,8 +164,8 @@ def _current(desired: Desired, reads: Reads, cur: Node, path: str) -> ArtifactPl
     if cur.path == path:
         return replace(_same_content(desired, reads, cur), version=number(cur))
     # left beside F/N by an interrupted apply: it moves back
-    return _stage(_adopt(desired, reads, cur), reads, path, "version", version=number(cur),
-                  message=f"v{number(cur)} moves back to {path}")  # fmt: skip
+    return _stage(_adopt(desired, reads, cur), reads, path, "version", at=cur.path,
+                  version=number(cur), message=f"v{number(cur)} moves back to {path}")  # fmt: skip
 
 
 def _adopt(desired: Desired, reads: Reads, node: Node) -> Desired:
@@ -192,6 +195,7 @@ def _next(
     children: tuple[Node, ...] = _get(reads, "children", desired.folder)
     built = [n for n in stages(children, desired.folder, desired.spec.name)
              if n.extra_dict.get("contentDigest") == desired.digest]  # fmt: skip
+    at = built[0].path if built else ""
     if built:
         desired = _adopt(desired, reads, built[0])
     elif not desired.adopt:  # the lock's identity is published: this version needs its own
@@ -210,7 +214,7 @@ def _next(
                 message=f"v{number(cur)} cannot move aside: {retire_to} holds another node",
                 hint="remove that node",
             )  # fmt: skip
-    return _stage(desired, reads, path, "version", version=version, retire_to=retire_to)
+    return _stage(desired, reads, path, "version", at=at, version=version, retire_to=retire_to)
 
 
 # -- aliases and retention ----------------------------------------------------------------

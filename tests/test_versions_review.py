@@ -156,3 +156,23 @@ def test_alternative_names_win_over_aliases_and_latest_is_what_sits_at_f_n(
     api.update_node(f"{folder}/ds", name=str(v3["alternativeName"]))  # F/N empty
     code, _, err = cli("tag", "ds@latest", "x", "--remote", remote.url, env=remote.env)
     assert code == 1 and "no version 'latest'" in err, err
+
+
+def test_a_version_renamed_by_hand_moves_back_as_the_plan_says(
+    project: Project, cli: Cli, remote: Remote
+) -> None:
+    folder = setup(project)
+    for body in ("1", "2", "3"):
+        publish(cli, remote, project, body)
+    before = listed(cli, remote)
+    api = remote.api()
+    api.update_node(f"{folder}/ds", name="mine")
+    out = run(cli, remote, "plan")
+    assert f"v3 moves back to {folder}/ds" in out and "0 to upload" in out, out
+    out = run(cli, remote, "apply")
+    assert "0 object(s) uploaded" in out, out
+    after = listed(cli, remote)
+    assert [v["version"] for v in after] == [3, 2, 1]
+    assert after[0]["alternativeName"] == before[0]["alternativeName"]
+    assert sorted(n.name for n in api.list_nodes(folder)).count("mine") == 0
+    assert len(api.list_nodes(folder)) == 3
