@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import ConflictError, InvalidInput, NotFound, RevisionMismatch
+from .identity import valid_alternative_name
 from .remotes.base import ARTIFACT, Node, Remote
 
 LATEST = "latest"
@@ -65,15 +66,25 @@ def aliases(node: Node) -> tuple[str, ...]:
 
 
 def sealed(node: Node) -> bool:
-    return bool(node.extra_dict.get("contentDigest"))
+    digest = node.extra_dict.get("contentDigest")
+    return isinstance(digest, str) and bool(digest)
+
+
+def created(node: Node) -> str:
+    value = node.extra_dict.get("createdTimestamp")
+    return value if isinstance(value, str) and value else node.created_at
 
 
 def is_version(node: Node, folder: str, name: str) -> bool:
     """Whether ``node`` is a published state of artifact ``name`` in ``folder``: the
-    node at F/N, or a sibling that says it is a version of N."""
+    node at F/N, or a sibling that says it is a version of N with an alternative name
+    that can be one (anything else a hand or another client wrote is not ours)."""
     if node.type != ARTIFACT or node.parent.rstrip("/") != folder:
         return False
-    return node.name == name or node.extra_dict.get("versionOf") == name
+    if node.name == name:
+        return True
+    extra = node.extra_dict
+    return extra.get("versionOf") == name and valid_alternative_name(extra.get("alternativeName"))
 
 
 def version_nodes(children: Iterable[Node], folder: str, name: str) -> list[Node]:

@@ -176,3 +176,35 @@ def test_a_version_renamed_by_hand_moves_back_as_the_plan_says(
     assert after[0]["alternativeName"] == before[0]["alternativeName"]
     assert sorted(n.name for n in api.list_nodes(folder)).count("mine") == 0
     assert len(api.list_nodes(folder)) == 3
+
+
+def test_hostile_extra_values_are_not_versions_and_never_a_traceback(
+    project: Project, cli: Cli, remote: Remote
+) -> None:
+    from manifest_tool.remotes.base import ARTIFACT
+
+    folder = setup(project)
+    for body in ("1", "2"):
+        publish(cli, remote, project, body)
+    api = remote.api()
+    for i, extra in enumerate([
+        {"alternativeName": "a/b", "versionOf": "ds", "version": 7, "contentDigest": "md5:1"},
+        {"alternativeName": "", "versionOf": "ds", "version": 8, "contentDigest": "md5:1"},
+        {"alternativeName": "..", "versionOf": "ds", "version": 9, "contentDigest": "md5:1"},
+        {"alternativeName": "ds_five", "versionOf": "ds", "version": 6, "contentDigest": 5},
+    ]):  # fmt: skip
+        api.create_node(folder, f"hostile{i}", ARTIFACT, extra=json.dumps(extra))
+    v2 = listed(cli, remote)[0]
+    api.update_node(f"{folder}/ds", name=str(v2["alternativeName"]))  # F/N empty
+    code, out, err = cli("plan", "--remote", remote.url, env=remote.env)
+    assert code == 0 and "v2 moves back" in out, (out, err)
+    run(cli, remote, "apply", "--quiet")
+    odd = {"alternativeName": "ds_x", "versionOf": "ds", "version": 5, "contentDigest": "md5:1",
+           "createdTimestamp": {"a": 1}, "aliases": [1, "ok"]}  # fmt: skip
+    api.create_node(folder, "ds_x", ARTIFACT, extra=json.dumps(odd))
+    versions = listed(cli, remote)
+    assert [v["version"] for v in versions] == [5, 2, 1]  # only ds_x looks like a version
+    assert versions[0]["createdTimestamp"] and isinstance(versions[0]["createdTimestamp"], str)
+    assert cli("plan", "--detailed-exitcode", "--remote", remote.url, env=remote.env).code == 0
+    out = run(cli, remote, "versions", "ds")
+    assert out.count("\n") == 3, out

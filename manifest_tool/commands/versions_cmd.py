@@ -16,11 +16,13 @@ from ..versions import (
     LATEST,
     aliases,
     check_alias,
+    created,
     label,
     latest,
     move_alias,
     number,
     pick,
+    sealed,
     split_ref,
     version_nodes,
 )
@@ -48,12 +50,17 @@ def describe(remote: Remote, node: Node, name: str) -> dict[str, Any]:
         "version": number(node),
         "aliases": [*([LATEST] if node.name == name else []), *aliases(node)],
         "path": node.path,
-        "alternativeName": extra.get("alternativeName", ""),
-        "createdTimestamp": extra.get("createdTimestamp") or node.created_at,
-        "contentDigest": extra.get("contentDigest", ""),
+        "alternativeName": _text(extra.get("alternativeName")),
+        "createdTimestamp": created(node),
+        "contentDigest": _text(extra.get("contentDigest")) if sealed(node) else "",
         "size": sum(o.size_bytes for o in objects),
         "objects": len(objects),
     }
+
+
+def _text(value: object) -> str:
+    """A value another client wrote, shown only when it is text."""
+    return value if isinstance(value, str) else ""
 
 
 @click.command("versions")
