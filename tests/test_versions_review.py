@@ -208,3 +208,24 @@ def test_hostile_extra_values_are_not_versions_and_never_a_traceback(
     assert cli("plan", "--detailed-exitcode", "--remote", remote.url, env=remote.env).code == 0
     out = run(cli, remote, "versions", "ds")
     assert out.count("\n") == 3, out
+
+
+@pytest.mark.parametrize("args", [("versions", "ds"), ("ls", "{folder}")])
+def test_a_closed_stdout_pipe_ends_a_command_quietly(
+    project: Project, cli: Cli, remote: Remote, args: tuple[str, ...]
+) -> None:
+    import subprocess
+    import sys
+
+    folder = setup(project)
+    for body in ("1", "2", "3"):
+        publish(cli, remote, project, body)
+    argv = [a.format(folder=folder) for a in args]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "manifest_tool", *argv, "--remote", remote.url],
+        cwd=project.root, env=remote.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader goes away before a line is written
+    err = proc.stderr.read()
+    assert proc.wait(60) == 141 and err == b"", err
