@@ -232,13 +232,17 @@ def split_ref(path: str) -> Ref:
 
 
 def resolve(remote: Remote, ref: Ref) -> str:
-    """The node path that ``ref`` names (its path must be absolute)."""
+    """The node path that ``ref`` names (its path must be absolute): a version, else a
+    node whose name is literally ``NAME@REF``."""
     if not ref.ref or ref.ref == LATEST:
         return ref.path
     folder, _, name = ref.path.rpartition("/")
     versions = version_nodes(list_children(remote, folder, ref), folder, name)
     hit = pick(versions, ref.ref)
     if hit is None:
+        literal = f"{ref.path}@{ref.ref}"  # a node named with '@', as the server allows
+        if remote.node_info(literal) is not None:
+            return literal
         have = ", ".join(label(n, name) for n in versions) or "none"
         raise NotFound(f"{ref.path} has no version {ref.ref!r} (versions: {have})")
     return hit.path

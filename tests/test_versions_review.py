@@ -229,3 +229,23 @@ def test_a_closed_stdout_pipe_ends_a_command_quietly(
     proc.stdout.close()  # the reader goes away before a line is written
     err = proc.stderr.read()
     assert proc.wait(60) == 141 and err == b"", err
+
+
+def test_a_node_named_with_an_at_sign_is_still_found(
+    project: Project, cli: Cli, remote: Remote
+) -> None:
+    from manifest_tool.remotes.base import ARTIFACT
+    from manifest_tool.transfer import node_for
+
+    folder = setup(project)
+    publish(cli, remote, project, "1")
+    api = remote.api()
+    api.create_node(folder, "m@1", ARTIFACT, extra=json.dumps({"alternativeName": "m_1"}))
+    api.create_node(folder, "ds@v9", ARTIFACT, extra=json.dumps({"alternativeName": "ds_9"}))
+    assert node_for(api, f"{folder}/m@1").name == "m@1"
+    assert node_for(api, f"{folder}/ds@v9").name == "ds@v9"  # no version 9: the node
+    assert node_for(api, f"{folder}/ds@v1").name == "ds"  # a version wins
+    found = json.loads(run(cli, remote, "lineage", f"{folder}/m@1", "--json"))
+    assert found["path"] == f"{folder}/m@1"
+    code, _, err = cli("pull", f"{folder}/m@2", "--remote", remote.url, env=remote.env)
+    assert code == 1 and "no version '2'" in err
