@@ -283,8 +283,10 @@ class Applier:
     def _retain(self, ap: ArtifactPlan) -> tuple[str, ...]:
         """Aliases onto the newest version first, then off the others; then retention,
         which never deletes a version that an alias names by now."""
+        declared = ap.desired.spec.aliases if ap.desired else None
         for path, wanted in ap.alias_moves:
-            set_aliases(self.remote, self._info(path), wanted)
+            newest = declared if path == ap.path else None
+            set_aliases(self.remote, self._info(path), wanted, newest)
         pruned = []
         for path in ap.prune_versions:
             node = self.remote.node_info(path)

@@ -40,7 +40,7 @@ from .planner import (
 )
 from .publish import sibling_refusal
 from .remotes.base import ARTIFACT, Node
-from .versions import aliases, number, sealed, stages, version_nodes
+from .versions import aliases, declared_aliases, number, sealed, stages, version_nodes
 
 
 def seen_version(node: Node | None, stage: Node | None) -> str:
@@ -231,8 +231,12 @@ def _retention(
     publishing = bool(plan.stage) and plan.stage != (cur.path if cur else "")
     newest_aliases = () if publishing or cur is None else aliases(cur)
     aliases_wrong = bool(spec.aliases) and not set(spec.aliases) <= set(newest_aliases)
+    # aliases an earlier manifest declared (the newest version records them) and this
+    # one no longer does: they go
+    dropped = tuple(a for a in declared_aliases(cur) if a not in spec.aliases) if cur else ()
+    unrecorded = cur is not None and bool(newest_aliases) and declared_aliases(cur) != spec.aliases
     over = spec.keep_versions is not None and plan.version > spec.keep_versions
-    if not (aliases_wrong or over):
+    if not (aliases_wrong or over or dropped or unrecorded):
         return plan
     if versions is None:
         if cur is None:  # the first version: nothing else to move or prune
@@ -240,7 +244,7 @@ def _retention(
         children: tuple[Node, ...] = _get(reads, "children", d.folder)
         versions = version_nodes(children, d.folder, spec.name)
     layout = _layout(plan, versions, cur)
-    moves = _alias_moves(layout, plan.path, spec.aliases)
+    moves = _alias_moves(layout, plan.path, spec.aliases, dropped, unrecorded)
     held = {p: a for p, a in moves}
     ranked = sorted(layout, key=lambda row: -row[1])
     keep = spec.keep_versions or len(ranked)
@@ -268,16 +272,22 @@ def _layout(
 
 
 def _alias_moves(
-    layout: list[tuple[str, int, tuple[str, ...]]], newest: str, declared: tuple[str, ...]
+    layout: list[tuple[str, int, tuple[str, ...]]],
+    newest: str,
+    declared: tuple[str, ...],
+    dropped: tuple[str, ...] = (),
+    record: bool = False,
 ) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The declared aliases onto the newest version and off every other one (the
-    newest first, so that a reader sees an alias at all times)."""
+    newest first, so that a reader sees an alias at all times); the ``dropped`` ones
+    off every version. The newest version's move also records what the manifest
+    declares (so it is listed whenever something was dropped)."""
     moves = []
     for path, _, now in sorted(layout, key=lambda row: row[0] != newest):
         if path == newest:
-            wanted = (*now, *(a for a in declared if a not in now))
+            wanted = (*(a for a in now if a not in dropped), *(a for a in declared if a not in now))
         else:
-            wanted = tuple(a for a in now if a not in declared)
-        if wanted != now:
+            wanted = tuple(a for a in now if a not in declared and a not in dropped)
+        if wanted != now or (path == newest and (dropped or record)):
             moves.append((path, wanted))
     return tuple(moves)

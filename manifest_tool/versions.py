@@ -5,7 +5,9 @@ with its own identity: the newest at F/N (what a T9k client's ``load_artifact('F
 gets), each older one at F/<its alternativeName>. What makes them versions lives in
 the node's ``extra``, which a T9k client ignores: ``version`` (1, 2, ... in
 publication order), ``versionOf`` (the artifact's name) and ``aliases`` (names such as
-``prod`` that a user or the manifest points at one version); and ``stage`` while a new
+``prod`` that a user or the manifest points at one version), ``manifestAliases`` (on
+the newest version: those the manifest declares, so that an alias it drops is removed);
+and ``stage`` while a new
 version is built beside F/N (it counts as a version only once moved in). ``latest`` is
 never stored: it is whatever sits at F/N.
 
@@ -26,6 +28,7 @@ from .remotes.base import ARTIFACT, Node, Remote
 
 LATEST = "latest"
 STAGE = "stage"  # on a new version's node until it moves to F/N
+DECLARED = "manifestAliases"  # on the newest version: the aliases the manifest declares
 NUMBER_RE = re.compile(r"v([1-9][0-9]{0,8})")
 ALIAS_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,38}[A-Za-z0-9])?")
 
@@ -63,6 +66,12 @@ def aliases(node: Node) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
     return tuple(a for a in value if isinstance(a, str))
+
+
+def declared_aliases(node: Node) -> tuple[str, ...]:
+    """The aliases the manifest declared when this version was last given them."""
+    value = node.extra_dict.get(DECLARED)
+    return tuple(a for a in value if isinstance(a, str)) if isinstance(value, list) else ()
 
 
 def sealed(node: Node) -> bool:
@@ -136,14 +145,21 @@ def mark_version(remote: Remote, node: Node, name: str, version: int) -> None:
     _write_extra(remote, node, lambda e: {**e, "versionOf": name, "version": version})
 
 
-def set_aliases(remote: Remote, node: Node, wanted: Sequence[str]) -> None:
-    """Give ``node`` exactly the aliases ``wanted``, keeping its digest only while its
-    objects are unchanged (the same compare-and-set that seals it)."""
-    if list(aliases(node)) == list(wanted):
+def set_aliases(
+    remote: Remote, node: Node, wanted: Sequence[str], declared: Sequence[str] | None = None
+) -> None:
+    """Give ``node`` exactly the aliases ``wanted`` (and, for the newest version, record
+    the aliases the manifest ``declared``), keeping its digest only while its objects
+    are unchanged (the same compare-and-set that seals it)."""
+    same_declared = declared is None or list(declared_aliases(node)) == list(declared)
+    if list(aliases(node)) == list(wanted) and same_declared:
         return
 
     def change(extra: dict[str, object]) -> dict[str, object]:
-        extra = {k: v for k, v in extra.items() if k != "aliases"}
+        keys = ("aliases",) if declared is None else ("aliases", DECLARED)
+        extra = {k: v for k, v in extra.items() if k not in keys}
+        if declared:
+            extra[DECLARED] = list(declared)
         return {**extra, "aliases": list(wanted)} if wanted else extra
 
     _write_extra(remote, node, change)

@@ -249,3 +249,31 @@ def test_a_node_named_with_an_at_sign_is_still_found(
     assert found["path"] == f"{folder}/m@1"
     code, _, err = cli("pull", f"{folder}/m@2", "--remote", remote.url, env=remote.env)
     assert code == 1 and "no version '2'" in err
+
+
+def test_an_alias_the_manifest_drops_goes_and_tag_delete_removes_one(
+    project: Project, cli: Cli, remote: Remote
+) -> None:
+    setup(project, extra="    aliases: [prod, stable]\n")
+    manifest = (project.root / "artifacts.yaml").read_text()
+    publish(cli, remote, project, "1")
+    publish(cli, remote, project, "2")
+    assert listed(cli, remote)[0]["aliases"][1:] == ["prod", "stable"]
+    project.manifest(manifest.replace("aliases: [prod, stable]", "aliases: [prod]"))
+    out = run(cli, remote, "plan")
+    assert "~ aliases of" in out and ": prod\n" in out, out
+    run(cli, remote, "apply", "--quiet")
+    assert [v["aliases"] for v in listed(cli, remote)] == [["latest", "prod"], []]
+    assert cli("plan", "--detailed-exitcode", "--remote", remote.url, env=remote.env).code == 0
+    project.manifest(manifest.replace("    aliases: [prod, stable]\n", ""))
+    run(cli, remote, "apply", "--quiet")
+    assert [v["aliases"] for v in listed(cli, remote)] == [["latest"], []]
+    assert cli("plan", "--detailed-exitcode", "--remote", remote.url, env=remote.env).code == 0
+    # a tag the command line set goes with tag --delete
+    body = json.loads(run(cli, remote, "tag", "ds@v1", "old", "--json"))
+    assert body["alias"] == "old" and body["version"] == 1
+    assert pulled(cli, remote, project, "ds@old")["data/changing.txt"] == b"1"
+    assert run(cli, remote, "tag", "ds", "old", "--delete") == "old removed from v1\n"
+    assert [v["aliases"] for v in listed(cli, remote)] == [["latest"], []]
+    code, _, err = cli("tag", "ds", "old", "--delete", "--remote", remote.url, env=remote.env)
+    assert code == 1 and "has the alias 'old'" in err

@@ -23,6 +23,7 @@ from ..versions import (
     number,
     pick,
     sealed,
+    set_aliases,
     split_ref,
     version_nodes,
 )
@@ -91,28 +92,56 @@ def versions_command(ctx: click.Context, /, name: str, **kw: object) -> None:
 @manifest_options
 @click.argument("version")
 @click.argument("alias")
+@click.option("--delete", is_flag=True, help="Remove ALIAS from the version(s) holding it.")
 @click.pass_context
 @handle_errors
-def tag_command(ctx: click.Context, /, version: str, alias: str, **kw: object) -> None:
+def tag_command(
+    ctx: click.Context, /, version: str, alias: str, delete: bool, **kw: object
+) -> None:
     """Point ALIAS at one version: manifest-tool tag NAME@v3 prod. The alias moves off
     whichever version held it (an artifact's manifest aliases move back to the newest
-    version at its next apply)."""
+    version at its next apply). With --delete (tag NAME prod --delete) the alias goes;
+    one the manifest declares goes when the manifest no longer declares it."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     ref = split_ref(version)
-    if not ref.ref:
+    if not ref.ref and not delete:
         raise InvalidInput(f"{version!r}: name the version, e.g. {version}@v3")
     check_alias(alias)
     remote, paths = remote_and_paths(opts)
     path, found = _versions(remote, paths, ref.path)
     base = path.rpartition("/")[2]
-    target = pick(found, ref.ref) if ref.ref != LATEST else latest(found, base)
-    if target is None:
-        raise NotFound(f"{path} has no version {ref.ref!r} (see manifest-tool versions)")
+    if delete:
+        held = [n for n in found if alias in aliases(n)]
+        if ref.ref:
+            held = [n for n in held if n is _target(found, ref.ref, path, base)]
+        if not held:
+            raise NotFound(f"no version of {path} has the alias {alias!r}")
+        for node in held:
+            set_aliases(remote, node, [a for a in aliases(node) if a != alias])
+        _report(opts.json, opts.quiet, alias, None, f"{alias} removed from " +
+                ", ".join(f"v{number(n)}" for n in held))  # fmt: skip
+        return
+    target = _target(found, ref.ref, path, base)
     named = next((n for n in found if n.extra_dict.get("alternativeName") == alias), None)
     if named is not None:
         raise InvalidInput(
             f"invalid alias {alias!r}: it is the alternative name of {label(named, base)}"
         )
     move_alias(remote, found, target, alias)
-    if not opts.quiet:
-        click.echo(f"{alias} -> v{number(target)} ({target.path})")
+    _report(opts.json, opts.quiet, alias, target, f"{alias} -> v{number(target)} ({target.path})")
+
+
+def _target(found: list[Node], ref: str, path: str, base: str) -> Node:
+    target = pick(found, ref) if ref != LATEST else latest(found, base)
+    if target is None:
+        raise NotFound(f"{path} has no version {ref!r} (see manifest-tool versions)")
+    return target
+
+
+def _report(as_json: bool, quiet: bool, alias: str, target: Node | None, text: str) -> None:
+    if as_json:
+        body = {"alias": alias, "version": number(target) if target else None,
+                "path": target.path if target else None}  # fmt: skip
+        click.echo(json.dumps(body))
+    elif not quiet:
+        click.echo(text)
