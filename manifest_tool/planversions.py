@@ -21,6 +21,7 @@ newest ``keep_versions`` (never an aliased version). The plan lists all of it.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .identity import valid_alternative_name
@@ -40,7 +41,15 @@ from .planner import (
 )
 from .publish import sibling_refusal
 from .remotes.base import ARTIFACT, Node
-from .versions import aliases, declared_aliases, number, sealed, stages, version_nodes
+from .versions import (
+    aliases,
+    declared_aliases,
+    is_version,
+    number,
+    sealed,
+    stages,
+    version_nodes,
+)
 
 
 def seen_version(node: Node | None, stage: Node | None) -> str:
@@ -156,7 +165,53 @@ def _first(desired: Desired, reads: Reads, user: str, path: str) -> ArtifactPlan
     made = _create(desired, reads, user, path)
     if made.action == "error":
         return made
-    return _stage(desired, reads, path, "create", version=1, make_folders=made.make_folders)
+    at, note = "", ""
+    if not made.make_folders:  # the folder exists: a first apply may have been killed there
+        children: tuple[Node, ...] = _get(reads, "children", desired.folder)
+        desired, at, note = _resume_abandoned(desired, reads, children)
+    return _stage(desired, reads, path, "create", at=at, version=1, message=note,
+                  make_folders=made.make_folders)  # fmt: skip
+
+
+def _resume_abandoned(
+    desired: Desired, reads: Reads, children: tuple[Node, ...]
+) -> tuple[Desired, str, str]:
+    """A stage an apply left unsealed (killed, its checkout's cache lost) would be
+    nobody's forever: unless this checkout has a stage of its own, the newest one
+    untouched for ``ABANDONED`` is resumed, identity and objects, by this version
+    (what it lacks is uploaded, what it has extra deleted). A younger one may be
+    another apply's at work: it is left alone, and the plan says so.
+    Returns (desired, the stage's path or '', a note for the plan)."""
+    folder, name = desired.folder, desired.spec.name
+    unsealed = [
+        n for n in children
+        if is_version(n, folder, name) and n.name != name and not sealed(n)
+    ]  # fmt: skip
+    if any(n.name == desired.alternative_name for n in unsealed):
+        return desired, "", ""  # this checkout's own: resumed as it is
+    now = datetime.now(UTC)
+    old = [n for n in unsealed if now - _when(n) >= ABANDONED]
+    young = [n.path for n in unsealed if now - _when(n) < ABANDONED]
+    note = f"left alone, being built by another apply: {', '.join(young)}" if young else ""
+    if not old:
+        return desired, "", note
+    stage = max(old, key=_when)
+    resumed = f"resumes {stage.path}, left unsealed by an interrupted apply"
+    return _adopt(desired, reads, stage), stage.path, "; ".join(filter(None, [resumed, note]))
+
+
+ABANDONED = timedelta(minutes=30)
+
+
+def _when(node: Node) -> datetime:
+    """When the node last changed (its creation, for a stage): long ago if unknown."""
+    for stamp in (node.updated_at, node.created_at):
+        try:
+            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except (AttributeError, ValueError):
+            continue
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return datetime.min.replace(tzinfo=UTC)
 
 
 def _current(desired: Desired, reads: Reads, cur: Node, path: str) -> ArtifactPlan:
@@ -202,6 +257,9 @@ def _next(
         alt, created = desired.next_identity or _get(reads, "identity", desired.spec.name)
         desired = replace(desired, alternative_name=alt, created_timestamp=created,
                           local_dir=desired.local_dir.with_name(alt))  # fmt: skip
+    note = ""
+    if not built:
+        desired, at, note = _resume_abandoned(desired, reads, children)
     newest = max([number(cur), *(number(n) for n in versions if n.path != path)])
     version = newest + 1  # a stage's number counts only once it moves in
     retire_to = ""
@@ -214,7 +272,8 @@ def _next(
                 message=f"v{number(cur)} cannot move aside: {retire_to} holds another node",
                 hint="remove that node",
             )  # fmt: skip
-    return _stage(desired, reads, path, "version", at=at, version=version, retire_to=retire_to)
+    return _stage(desired, reads, path, "version", at=at, version=version, retire_to=retire_to,
+                  message=note)  # fmt: skip
 
 
 # -- aliases and retention ----------------------------------------------------------------
