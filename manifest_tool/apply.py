@@ -64,6 +64,7 @@ class Applied:
     record: dict[str, str] | None = None  # the history entry written, if any
     pruned: tuple[str, ...] = ()  # old versions deleted by retention
     version: int = 0  # versions: keep: the number of the version at ``path``
+    aliases: dict[str, list[str]] = field(default_factory=dict)  # version path -> its aliases now
 
 
 def local_history(d: Desired) -> list[dict[str, Any]]:
@@ -114,7 +115,8 @@ class Applier:
         elif ap.action == "metadata":
             result = self._metadata(ap, d)
         if ap.retention:
-            result = replace(result, pruned=self._retain(ap))
+            moved = {path: list(wanted) for path, wanted in ap.alias_moves}
+            result = replace(result, pruned=self._retain(ap), aliases=moved)
         result = replace(result, version=ap.version)
         self._record(ap, d, result.record)
         return result

@@ -314,3 +314,24 @@ def test_a_stage_a_killed_apply_left_unsealed_is_shown_then_resumed(
     assert versions[0]["alternativeName"] == "ds_killed"
     assert len(api.list_nodes(folder)) == 2  # nothing left behind
     honest(api, f"{folder}/ds")
+
+
+def test_plan_and_apply_say_what_retention_and_alias_moves_do(
+    project: Project, cli: Cli, remote: Remote
+) -> None:
+    folder = setup(project, extra="    aliases: [prod]\n")
+    manifest = (project.root / "artifacts.yaml").read_text()
+    for body in ("1", "2", "3"):
+        publish(cli, remote, project, body)
+    project.manifest(manifest.replace("    aliases", "    keep_versions: 2\n    aliases"))
+    out = run(cli, remote, "plan")
+    assert "1 none" not in out and "1 old version(s) to delete" in out, out
+    out = run(cli, remote, "apply")
+    assert "deleted old version" in out and "(keep_versions)" in out, out
+    run(cli, remote, "tag", "ds@v2", "prod", "--quiet")
+    out = run(cli, remote, "plan")
+    assert "1 none" not in out and "2 version(s) whose aliases change" in out, out
+    assert f"~ aliases of {folder}/ds: prod" in out, out
+    applied = json.loads(run(cli, remote, "apply", "--json"))["applied"][0]
+    assert applied["aliases"][f"{folder}/ds"] == ["prod"]
+    assert [v["aliases"] for v in listed(cli, remote)] == [["latest", "prod"], []]
