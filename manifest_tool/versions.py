@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from .errors import ConflictError, InvalidInput, NotFound, RevisionMismatch
 from .identity import valid_alternative_name
@@ -80,8 +81,19 @@ def sealed(node: Node) -> bool:
 
 
 def created(node: Node) -> str:
+    """When the version was made, as an ISO time in UTC ending in Z (the node's own
+    time when its record says nothing usable)."""
     value = node.extra_dict.get("createdTimestamp")
-    return value if isinstance(value, str) and value else node.created_at
+    for stamp in (value, node.created_at):
+        if not isinstance(stamp, str):
+            continue
+        try:
+            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return node.created_at
 
 
 def is_version(node: Node, folder: str, name: str) -> bool:

@@ -259,23 +259,23 @@ def test_an_alias_the_manifest_drops_goes_and_tag_delete_removes_one(
     manifest = (project.root / "artifacts.yaml").read_text()
     publish(cli, remote, project, "1")
     publish(cli, remote, project, "2")
-    assert listed(cli, remote)[0]["aliases"][1:] == ["prod", "stable"]
+    assert listed(cli, remote)[0]["aliases"] == ["prod", "stable"]
     project.manifest(manifest.replace("aliases: [prod, stable]", "aliases: [prod]"))
     out = run(cli, remote, "plan")
     assert "~ aliases of" in out and ": prod\n" in out, out
     run(cli, remote, "apply", "--quiet")
-    assert [v["aliases"] for v in listed(cli, remote)] == [["latest", "prod"], []]
+    assert [v["aliases"] for v in listed(cli, remote)] == [["prod"], []]
     assert cli("plan", "--detailed-exitcode", "--remote", remote.url, env=remote.env).code == 0
     project.manifest(manifest.replace("    aliases: [prod, stable]\n", ""))
     run(cli, remote, "apply", "--quiet")
-    assert [v["aliases"] for v in listed(cli, remote)] == [["latest"], []]
+    assert [v["aliases"] for v in listed(cli, remote)] == [[], []]
     assert cli("plan", "--detailed-exitcode", "--remote", remote.url, env=remote.env).code == 0
     # a tag the command line set goes with tag --delete
     body = json.loads(run(cli, remote, "tag", "ds@v1", "old", "--json"))
     assert body["alias"] == "old" and body["version"] == 1
     assert pulled(cli, remote, project, "ds@old")["data/changing.txt"] == b"1"
     assert run(cli, remote, "tag", "ds", "old", "--delete") == "old removed from v1\n"
-    assert [v["aliases"] for v in listed(cli, remote)] == [["latest"], []]
+    assert [v["aliases"] for v in listed(cli, remote)] == [[], []]
     code, _, err = cli("tag", "ds", "old", "--delete", "--remote", remote.url, env=remote.env)
     assert code == 1 and "has the alias 'old'" in err
 
@@ -334,4 +334,37 @@ def test_plan_and_apply_say_what_retention_and_alias_moves_do(
     assert f"~ aliases of {folder}/ds: prod" in out, out
     applied = json.loads(run(cli, remote, "apply", "--json"))["applied"][0]
     assert applied["aliases"][f"{folder}/ds"] == ["prod"]
-    assert [v["aliases"] for v in listed(cli, remote)] == [["latest", "prod"], []]
+    assert [v["aliases"] for v in listed(cli, remote)] == [["prod"], []]
+
+
+def test_versions_output_is_aligned_and_plain(project: Project, cli: Cli, remote: Remote) -> None:
+    from manifest_tool.remotes.base import FOLDER
+
+    folder = setup(project)
+    publish(cli, remote, project, "1")
+    publish(cli, remote, project, "2")
+    run(cli, remote, "tag", "ds@v1", "a-rather-long-alias-name.for-baseline1")
+    lines = run(cli, remote, "versions", "ds").splitlines()
+    assert len({line.index("/alice/") for line in lines}) == 1, lines  # columns line up
+    for v in listed(cli, remote):
+        assert str(v["createdTimestamp"]).endswith("Z") and "+00:00" not in v["createdTimestamp"]
+    code, _, err = cli("versions", "nowhere/ds", "--remote", remote.url, env=remote.env)
+    assert code == 1 and "/alice/nowhere/ds" in err, err
+    # a Folder where the artifact's newest version belongs
+    other = f"{folder}-f"
+    api = remote.api()
+    api.create_node(folder.rpartition("/")[0], other.rpartition("/")[2], FOLDER)
+    api.create_node(other, "ds", FOLDER)
+    text = (project.root / "artifacts.yaml").read_text()
+    project.manifest(text.replace(f"folder: {folder.rpartition('/')[2]}",
+                                  f"folder: {other.rpartition('/')[2]}"))  # fmt: skip
+    code, out, err = cli("plan", "--remote", remote.url, env=remote.env)
+    assert code == 1 and f"{other}/ds is a Folder, not an artifact" in out + err, (out, err)
+
+
+def test_keep_without_a_versioned_artifact_warns(project: Project, cli: Cli) -> None:
+    project.manifest("version: 1\nartifacts:\n  - name: plain\n    objects:\n      - dir: data\n")
+    project.write("data/a.txt", "a")
+    assert cli("apply", "--quiet").code == 0
+    code, out, err = cli("apply", "--keep", "1")
+    assert code == 0 and "No changes." in out and "--keep applies to artifacts with" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -37,7 +38,7 @@ def _versions(remote: Remote, paths: dict[str, str], name: str) -> tuple[str, li
     ref = split_ref(name)
     path = paths.get(ref.path) or absolute_folder(ref.path, remote.whoami())
     folder, _, base = path.rpartition("/")
-    found = version_nodes(children_of(remote, folder, ref), folder, base)
+    found = version_nodes(children_of(remote, folder, replace(ref, path=path)), folder, base)
     if not found:
         raise NotFound(f"no artifact at {path} on {remote.url} (see manifest-tool ls)")
     return path, found
@@ -49,7 +50,8 @@ def describe(remote: Remote, node: Node, name: str) -> dict[str, Any]:
     extra = node.extra_dict
     return {
         "version": number(node),
-        "aliases": [*([LATEST] if node.name == name else []), *aliases(node)],
+        "latest": node.name == name,
+        "aliases": list(aliases(node)),
         "path": node.path,
         "alternativeName": _text(extra.get("alternativeName")),
         "createdTimestamp": created(node),
@@ -79,13 +81,31 @@ def versions_command(ctx: click.Context, /, name: str, **kw: object) -> None:
     if opts.json:
         click.echo(json.dumps({"path": path, "versions": rows}, indent=2))
         return
-    for r in rows:
-        tags = ",".join(r["aliases"]) or "-"
-        digest = str(r["contentDigest"])[7:19] or "(unsealed)"
-        click.echo(
-            f"v{r['version']:<4} {tags:<20} {r['createdTimestamp']:<33} {digest:<12} "
-            f"{human_size(r['size']):>10} {r['objects']:>7} object(s)  {r['path']}"
+    click.echo(_table(rows))
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    """One line per version, in columns as wide as their widest value."""
+    cells = [
+        [
+            f"v{r['version']}",
+            ",".join([*([LATEST] if r["latest"] else []), *r["aliases"]]) or "-",
+            r["createdTimestamp"],
+            str(r["contentDigest"])[7:19] or "(unsealed)",
+            human_size(r["size"]),
+            f"{r['objects']} object(s)",
+            r["path"],
+        ]
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]) - 1)]
+    right = {4, 5}  # sizes and counts line up on the right
+    return "\n".join(
+        "  ".join(
+            [*(c[i].rjust(w) if i in right else c[i].ljust(w) for i, w in enumerate(widths)), c[-1]]
         )
+        for c in cells
+    )
 
 
 @click.command("tag")
