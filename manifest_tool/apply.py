@@ -40,6 +40,7 @@ from .publish import history_entry, make_folders, open_node, seal, upload_all
 from .remotes.base import ARTIFACT, Node, Remote, Upload
 from .transfer import put_metadata, remote_metadata
 from .versions import (
+    Stats,
     aliases,
     is_version,
     mark_version,
@@ -230,7 +231,8 @@ class Applier:
             self._claim_identity(d)  # as for any first publication
         make_folders(self.remote, ap.make_folders)
         stage = stage or self._new_stage(ap, d)
-        mark_version(self.remote, stage, d.spec.name, ap.version)
+        content = Stats(d.digest, sum(h.file.size for h in d.files), len(d.files))
+        mark_version(self.remote, stage, d.spec.name, ap.version, content)
         done = stage.extra_dict.get("contentDigest") == d.digest and not (ap.upload or ap.delete)
         if done:  # sealed already: an interrupted apply got this far
             result = Applied(ap.name, ap.action, ap.path)

@@ -29,6 +29,7 @@ from .remotes.base import ARTIFACT, Node, Remote
 
 LATEST = "latest"
 STAGE = "stage"  # on a new version's node until it moves to F/N
+STATS = "contentStats"  # {"digest", "size", "objects"}: what ``versions`` lists
 DECLARED = "manifestAliases"  # on the newest version: the aliases the manifest declares
 NUMBER_RE = re.compile(r"v([1-9][0-9]{0,8})")
 ALIAS_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,38}[A-Za-z0-9])?")
@@ -147,14 +148,45 @@ def version_extra(base: dict[str, object], alt: str, name: str, version: int,
                        "createdTimestamp": created, STAGE: True})  # fmt: skip
 
 
-def mark_version(remote: Remote, node: Node, name: str, version: int) -> None:
+def mark_version(
+    remote: Remote, node: Node, name: str, version: int, stats: Stats | None = None
+) -> None:
     """Make ``node`` say whose version it is and its number: a node published before
     versions were kept says nothing, and a stage built while another apply published
-    the number it was made for moves up one."""
+    the number it was made for moves up one. ``stats``: the size and object count of
+    the content it is built with, so that listing versions needs no object listings."""
     extra = node.extra_dict
-    if extra.get("versionOf") == name and extra.get("version") == version:
+    fields: dict[str, object] = {"versionOf": name, "version": version}
+    if stats is not None:
+        fields[STATS] = stats.as_json()
+    if all(extra.get(k) == v for k, v in fields.items()):
         return
-    _write_extra(remote, node, lambda e: {**e, "versionOf": name, "version": version})
+    _write_extra(remote, node, lambda e: {**e, **fields})
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A version's size and object count, valid for the content of one digest."""
+
+    digest: str
+    size: int
+    objects: int
+
+    def as_json(self) -> dict[str, object]:
+        return {"digest": self.digest, "size": self.size, "objects": self.objects}
+
+
+def stats(node: Node) -> Stats | None:
+    """The size and count a version recorded, if they describe its sealed content."""
+    value = node.extra_dict.get(STATS)
+    if not isinstance(value, dict) or not sealed(node):
+        return None
+    digest, size, count = value.get("digest"), value.get("size"), value.get("objects")
+    if digest != node.extra_dict.get("contentDigest"):
+        return None  # recorded for other content: the objects changed since
+    if type(size) is not int or type(count) is not int or size < 0 or count < 0:
+        return None
+    return Stats(str(digest), size, count)
 
 
 def set_aliases(

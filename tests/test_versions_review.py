@@ -368,3 +368,24 @@ def test_keep_without_a_versioned_artifact_warns(project: Project, cli: Cli) -> 
     assert cli("apply", "--quiet").code == 0
     code, out, err = cli("apply", "--keep", "1")
     assert code == 0 and "No changes." in out and "--keep applies to artifacts with" in err
+
+
+def test_listing_versions_costs_requests_independent_of_their_number(
+    project: Project, cli: Cli, tmp_path: Path
+) -> None:
+    from conftest import USER, cli_env
+    from serverutil import running_server
+    from test_versions import requests
+
+    with running_server(tmp_path / "srv", users=[USER]) as server:
+        remote = Remote(server.url, cli_env(MANIFEST_TOOL_API_KEY=server.keys[USER]))
+        setup(project)
+        for body in ("1", "2", "3", "4"):
+            publish(cli, remote, project, body)
+        before = requests(server.logs())
+        versions = listed(cli, remote)
+        made = requests(server.logs())[len(before) :]
+    assert [v["version"] for v in versions] == [4, 3, 2, 1]
+    assert [(v["size"], v["objects"]) for v in versions] == [(11, 2)] * 4
+    assert not [line for line in made if "objects" in line], made
+    assert len(made) <= 2, made

@@ -26,6 +26,7 @@ from ..versions import (
     sealed,
     set_aliases,
     split_ref,
+    stats,
     version_nodes,
 )
 from ..versions import list_children as children_of
@@ -46,7 +47,12 @@ def _versions(remote: Remote, paths: dict[str, str], name: str) -> tuple[str, li
 
 def describe(remote: Remote, node: Node, name: str) -> dict[str, Any]:
     """One version as ``versions --json`` lists it."""
-    objects = [o for o in remote.list_objects(node.path) if o.path not in RESERVED_ROOT_NAMES]
+    recorded = stats(node)
+    if recorded is not None:
+        size, count = recorded.size, recorded.objects
+    else:  # published before versions recorded it, or changed since: list the objects
+        objects = [o for o in remote.list_objects(node.path) if o.path not in RESERVED_ROOT_NAMES]
+        size, count = sum(o.size_bytes for o in objects), len(objects)
     extra = node.extra_dict
     return {
         "version": number(node),
@@ -56,8 +62,8 @@ def describe(remote: Remote, node: Node, name: str) -> dict[str, Any]:
         "alternativeName": _text(extra.get("alternativeName")),
         "createdTimestamp": created(node),
         "contentDigest": _text(extra.get("contentDigest")) if sealed(node) else "",
-        "size": sum(o.size_bytes for o in objects),
-        "objects": len(objects),
+        "size": size,
+        "objects": count,
     }
 
 
