@@ -67,6 +67,9 @@ def decide_versioned(desired: Desired, reads: Reads, user: str, node: Node | Non
     if isinstance(versions, ArtifactPlan):
         return versions  # the folder is in the way
     cur = node if node is not None else (versions[0] if versions else None)
+    beside = node is None and cur is not None and not _in_lineage(cur, desired, reads)
+    if beside and cur is not None and not _same_content_elsewhere(cur, desired):
+        return _beside_taken(desired, cur)
     if cur is None:
         plan = _first(desired, reads, user, path)
     elif sealed(cur) and cur.extra_dict.get("contentDigest") == desired.digest:
@@ -128,6 +131,24 @@ def _taken(desired: Desired, reads: Reads, node: Node) -> ArtifactPlan:
         )  # fmt: skip
     other = str(node.extra_dict.get("alternativeName") or "no alternativeName")
     return _conflict(desired, reads, node, other)
+
+
+def _beside_taken(desired: Desired, newest: Node) -> ArtifactPlan:
+    """F/N is empty, and the versions beside it are not this checkout's (the lock
+    knows none of them): building on them would number after another artifact's, and
+    its retention could delete them."""
+    path = f"{desired.folder}/{desired.spec.name}"
+    message = (
+        f"{path} is empty, and versions of another artifact named"
+        f" '{desired.spec.name}' stand beside it ({newest.path})"
+    )
+    if desired.spec.conflict_strategy == "skip":
+        return _plan(desired, path, "skip", seen="absent",
+                     message=f"{message}; conflict_strategy: skip")  # fmt: skip
+    return _plan(
+        desired, path, "error", refusal="conflict", message=message,
+        hint="move that node back to the name, or choose another name or folder",
+    )  # fmt: skip
 
 
 def _versions_beside(desired: Desired, reads: Reads) -> list[Node] | ArtifactPlan | None:

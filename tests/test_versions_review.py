@@ -389,3 +389,22 @@ def test_listing_versions_costs_requests_independent_of_their_number(
     assert [(v["size"], v["objects"]) for v in versions] == [(11, 2)] * 4
     assert not [line for line in made if "objects" in line], made
     assert len(made) <= 2, made
+
+
+def test_versions_of_another_project_beside_an_empty_f_n_are_not_built_on(
+    project: Project, cli: Cli, remote: Remote
+) -> None:
+    folder = setup(project, extra="    keep_versions: 1\n")
+    publish(cli, remote, project, "1")
+    publish(cli, remote, project, "2")
+    v2 = listed(cli, remote)[0]
+    api = remote.api()
+    api.update_node(f"{folder}/ds", name=str(v2["alternativeName"]))  # stopped between moves
+    manifest = (project.root / "artifacts.yaml").read_text()
+    other, other_cli = other_project(project, "p2", manifest)
+    other.write("data/x.txt", "another project\n")
+    code, out, err = other_cli("apply", "--remote", remote.url, env=remote.env)
+    assert code == 1 and "versions of another artifact named 'ds'" in out + err, (out, err)
+    assert [n.name for n in api.list_nodes(folder)] == [v2["alternativeName"]]
+    run(cli, remote, "apply", "--quiet")  # its own checkout moves it back
+    assert listed(cli, remote)[0]["path"] == f"{folder}/ds"
