@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from .artifact import metadata_dict
-from .errors import ChecksumMismatch, ManifestToolError, NameConflict, NodeNotFound, StalePlan
+from .errors import (
+    ChecksumMismatch,
+    ConflictError,
+    ManifestToolError,
+    NameConflict,
+    NodeNotFound,
+    RevisionMismatch,
+    StalePlan,
+)
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
 from .plan import UPLOADING, ArtifactPlan, Desired, Plan
@@ -31,7 +39,16 @@ from .planversions import seen_version
 from .publish import history_entry, make_folders, open_node, seal, upload_all
 from .remotes.base import ARTIFACT, Node, Remote, Upload
 from .transfer import put_metadata, remote_metadata
-from .versions import aliases, is_version, mark_version, number, set_aliases, version_extra
+from .versions import (
+    Stats,
+    aliases,
+    is_version,
+    mark_version,
+    moved_in_extra,
+    number,
+    set_aliases,
+    version_extra,
+)
 
 OnUpload = Callable[[Upload], None]
 History = Callable[[Desired], list[dict[str, Any]]]
@@ -48,6 +65,7 @@ class Applied:
     record: dict[str, str] | None = None  # the history entry written, if any
     pruned: tuple[str, ...] = ()  # old versions deleted by retention
     version: int = 0  # versions: keep: the number of the version at ``path``
+    aliases: dict[str, list[str]] = field(default_factory=dict)  # version path -> its aliases now
 
 
 def local_history(d: Desired) -> list[dict[str, Any]]:
@@ -82,10 +100,12 @@ class Applier:
         return self.results
 
     def _one(self, ap: ArtifactPlan) -> Applied:
-        if ap.action == "orphan":
-            return Applied(ap.name, ap.action, ap.path)
-        if ap.action == "delete":
-            return self._prune(ap)
+        if ap.action in ("orphan", "delete"):
+            # a versioned artifact's unaliased versions go first: F/N, the newest, last
+            pruned = self._retain(ap) if ap.retention else ()
+            kept = Applied(ap.name, ap.action, ap.path)
+            done = self._prune(ap) if ap.action == "delete" else kept
+            return replace(done, pruned=pruned)
         d = ap.desired
         assert d is not None, "an artifact's plan carries its desired state"
         result = Applied(ap.name, ap.action, ap.path)
@@ -96,7 +116,8 @@ class Applier:
         elif ap.action == "metadata":
             result = self._metadata(ap, d)
         if ap.retention:
-            result = replace(result, pruned=self._retain(ap))
+            moved = {path: list(wanted) for path, wanted in ap.alias_moves}
+            result = replace(result, pruned=self._retain(ap), aliases=moved)
         result = replace(result, version=ap.version)
         self._record(ap, d, result.record)
         return result
@@ -210,7 +231,8 @@ class Applier:
             self._claim_identity(d)  # as for any first publication
         make_folders(self.remote, ap.make_folders)
         stage = stage or self._new_stage(ap, d)
-        mark_version(self.remote, stage, d.spec.name, ap.version)
+        content = Stats(d.digest, sum(h.file.size for h in d.files), len(d.files))
+        mark_version(self.remote, stage, d.spec.name, ap.version, content)
         done = stage.extra_dict.get("contentDigest") == d.digest and not (ap.upload or ap.delete)
         if done:  # sealed already: an interrupted apply got this far
             result = Applied(ap.name, ap.action, ap.path)
@@ -225,9 +247,29 @@ class Applier:
         if ap.retire_to and current is not None:
             mark_version(self.remote, current, d.spec.name, number(current))
             self._update(ap, ap.path, name=ap.retire_to.rpartition("/")[2])
-        moved = self._update(ap, ap.stage, name=d.spec.name)
+        moved = self._move_in(ap, d)
         record = result.record or history_entry("upload", self.remote, moved)
         return replace(result, path=ap.path, record=record)
+
+    def _move_in(self, ap: ArtifactPlan, d: Desired) -> Node:
+        """The sealed stage to F/N, a version from then on: its name and its ``extra``
+        in one write, while its objects are what it was sealed with."""
+        stage = self._info(ap.stage)
+        fields: dict[str, Any] = {"name": d.spec.name, "extra": moved_in_extra(stage)}
+        if stage.revision is None:
+            return self._update(ap, ap.stage, **fields)
+        try:
+            return self.remote.set_if_unchanged(ap.stage, stage.revision, **fields)
+        except NameConflict:
+            raise StalePlan(
+                f"artifact '{ap.name}': {ap.path} appeared since the plan; run 'manifest-tool"
+                " plan' again"
+            ) from None
+        except RevisionMismatch:
+            raise ConflictError(
+                f"artifact '{ap.name}': {ap.stage} changed while this apply ran; run apply"
+                " again"
+            ) from None
 
     def _new_stage(self, ap: ArtifactPlan, d: Desired) -> Node:
         parent, _, name = ap.stage.rpartition("/")
@@ -245,8 +287,10 @@ class Applier:
     def _retain(self, ap: ArtifactPlan) -> tuple[str, ...]:
         """Aliases onto the newest version first, then off the others; then retention,
         which never deletes a version that an alias names by now."""
+        declared = ap.desired.spec.aliases if ap.desired else None
         for path, wanted in ap.alias_moves:
-            set_aliases(self.remote, self._info(path), wanted)
+            newest = declared if path == ap.path else None
+            set_aliases(self.remote, self._info(path), wanted, newest)
         pruned = []
         for path in ap.prune_versions:
             node = self.remote.node_info(path)

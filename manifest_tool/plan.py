@@ -169,7 +169,7 @@ class ArtifactPlan:
         }
         if self.rename_from:
             out["renameFrom"] = self.rename_from
-        if self.version:
+        if self.version or self.retention:
             out.update(self.version_json())
         if self.action == "metadata":
             out["old"] = {"labels": list(self.old_labels), "description": self.old_description}

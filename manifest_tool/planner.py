@@ -488,7 +488,30 @@ def decide_orphan(orphan: Orphan, reads: Reads, prune: bool) -> ArtifactPlan | N
     if node.extra_dict.get("alternativeName") != orphan.entry.alternativeName:
         message = f"{orphan.path} now holds another artifact: left alone"
         return replace(base, message=message, seen=seen_of(node))
-    return replace(base, action="delete", message="", seen=seen_of(node), lock_change=True)
+    deleted = replace(base, action="delete", message="", seen=seen_of(node), lock_change=True)
+    if not orphan.entry.version:
+        return deleted
+    try:
+        return _prune_versions(deleted, node, reads)
+    except _Missing as missing:
+        return Need(missing.read)
+
+
+def _prune_versions(plan: ArtifactPlan, node: Node, reads: Reads) -> ArtifactPlan:
+    """A versioned artifact's versions go with it, except those an alias names: they
+    stay (the newest stays at F/N, an orphan still), and so their numbers stay taken."""
+    from .versions import aliases, label, version_nodes
+
+    name = plan.path.rpartition("/")[2]
+    children: tuple[Node, ...] = _get(reads, "children", plan.folder)
+    versions = version_nodes(children, plan.folder, name)
+    prune = tuple(n.path for n in versions if not aliases(n) and n.path != node.path)
+    kept = [label(n, name) for n in versions if aliases(n)]
+    note = f"keeps {', '.join(kept)}: an alias names it (see manifest-tool tag --delete)"
+    if aliases(node):
+        return replace(plan, action="orphan", lock_change=False, prune_versions=prune,
+                       message=f"{plan.message}; {note}")  # fmt: skip
+    return replace(plan, prune_versions=prune, message=note if kept else "")
 
 
 def plan_orphan(remote: Remote, orphan: Orphan, prune: bool) -> ArtifactPlan:

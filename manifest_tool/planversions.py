@@ -21,6 +21,7 @@ newest ``keep_versions`` (never an aliased version). The plan lists all of it.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .identity import valid_alternative_name
@@ -28,6 +29,7 @@ from .plan import ArtifactPlan, Desired
 from .planner import (
     Reads,
     _all_keys,
+    _conflict,
     _create,
     _created,
     _get,
@@ -39,7 +41,15 @@ from .planner import (
 )
 from .publish import sibling_refusal
 from .remotes.base import ARTIFACT, Node
-from .versions import aliases, number, sealed, version_nodes
+from .versions import (
+    aliases,
+    declared_aliases,
+    is_version,
+    number,
+    sealed,
+    stages,
+    version_nodes,
+)
 
 
 def seen_version(node: Node | None, stage: Node | None) -> str:
@@ -50,12 +60,16 @@ def seen_version(node: Node | None, stage: Node | None) -> str:
 def decide_versioned(desired: Desired, reads: Reads, user: str, node: Node | None) -> ArtifactPlan:
     spec = desired.spec
     path = f"{desired.folder}/{spec.name}"
-    if node is not None and not _a_version(node, desired):
-        return _taken(desired, node)
+    outside = node is not None and not _in_lineage(node, desired, reads)
+    if node is not None and outside and not _same_content_elsewhere(node, desired):
+        return _taken(desired, reads, node)
     versions = None if node is not None else _versions_beside(desired, reads)
     if isinstance(versions, ArtifactPlan):
         return versions  # the folder is in the way
     cur = node if node is not None else (versions[0] if versions else None)
+    beside = node is None and cur is not None and not _in_lineage(cur, desired, reads)
+    if beside and cur is not None and not _same_content_elsewhere(cur, desired):
+        return _beside_taken(desired, cur)
     if cur is None:
         plan = _first(desired, reads, user, path)
     elif sealed(cur) and cur.extra_dict.get("contentDigest") == desired.digest:
@@ -72,22 +86,68 @@ def decide_versioned(desired: Desired, reads: Reads, user: str, node: Node | Non
     return _retention(plan, reads, cur, versions)
 
 
-def _a_version(node: Node, desired: Desired) -> bool:
+def _in_lineage(node: Node, desired: Desired, reads: Reads) -> bool:
+    """Whether the version at F/N descends from this checkout's: it is the lock's, or
+    the lock's version stands beside it, moved aside by another checkout of the same
+    project publishing on top. A node that merely says it is a version of this name
+    may be another project's artifact of the same name."""
+    alt = node.extra_dict.get("alternativeName")
+    if node.type != ARTIFACT or not valid_alternative_name(alt):
+        return False
+    if alt == desired.alternative_name:
+        return True
+    if desired.adopt:  # the lock records no identity: nothing here is ours yet
+        return False
+    mine: Node | None = _get(reads, "node", f"{desired.folder}/{desired.alternative_name}")
+    return (
+        mine is not None
+        and mine.type == ARTIFACT
+        and mine.extra_dict.get("alternativeName") == desired.alternative_name
+        and mine.extra_dict.get("versionOf") == desired.spec.name
+    )
+
+
+def _same_content_elsewhere(node: Node, desired: Desired) -> bool:
+    """Exactly the declared content, sealed: taken as it is (as ``versions: update``
+    adopts it), which changes nothing of it."""
     extra = node.extra_dict
-    alt = extra.get("alternativeName")
-    mine = extra.get("versionOf") == desired.spec.name or alt == desired.alternative_name
-    return node.type == ARTIFACT and valid_alternative_name(alt) and mine
+    return (
+        node.type == ARTIFACT
+        and valid_alternative_name(extra.get("alternativeName"))
+        and bool(desired.digest)
+        and extra.get("contentDigest") == desired.digest
+    )
 
 
-def _taken(desired: Desired, node: Node) -> ArtifactPlan:
-    other = node.extra_dict.get("alternativeName") or "?"
-    message = f"{node.path} holds another artifact ({other})"
+def _taken(desired: Desired, reads: Reads, node: Node) -> ArtifactPlan:
+    """F/N holds an artifact outside this lineage: the conflict strategy decides, as
+    for ``versions: update``."""
+    if node.type != ARTIFACT:
+        return _plan(
+            desired, node.path, "error", seen=seen_of(node), refusal="conflict",
+            message=f"{node.path} is a {node.type}, not an artifact",
+            hint="versions: keep needs the name: remove that node, or choose another name"
+            " or folder",
+        )  # fmt: skip
+    other = str(node.extra_dict.get("alternativeName") or "no alternativeName")
+    return _conflict(desired, reads, node, other)
+
+
+def _beside_taken(desired: Desired, newest: Node) -> ArtifactPlan:
+    """F/N is empty, and the versions beside it are not this checkout's (the lock
+    knows none of them): building on them would number after another artifact's, and
+    its retention could delete them."""
+    path = f"{desired.folder}/{desired.spec.name}"
+    message = (
+        f"{path} is empty, and versions of another artifact named"
+        f" '{desired.spec.name}' stand beside it ({newest.path})"
+    )
     if desired.spec.conflict_strategy == "skip":
-        return _plan(desired, node.path, "skip", seen=seen_of(node),
+        return _plan(desired, path, "skip", seen="absent",
                      message=f"{message}; conflict_strategy: skip")  # fmt: skip
     return _plan(
-        desired, node.path, "error", seen=seen_of(node), refusal="conflict", message=message,
-        hint="versions: keep needs the name: remove that node, or choose another name or folder",
+        desired, path, "error", refusal="conflict", message=message,
+        hint="move that node back to the name, or choose another name or folder",
     )  # fmt: skip
 
 
@@ -101,10 +161,13 @@ def _versions_beside(desired: Desired, reads: Reads) -> list[Node] | ArtifactPla
     return version_nodes(children, desired.folder, desired.spec.name)
 
 
-def _stage(desired: Desired, reads: Reads, path: str, action: str, **kw: Any) -> ArtifactPlan:
+def _stage(
+    desired: Desired, reads: Reads, path: str, action: str, at: str = "", **kw: Any
+) -> ArtifactPlan:
     """Build at F/<alt>: all objects into a new node, or what a stage left by an
-    interrupted apply still lacks."""
-    stage_path = f"{desired.folder}/{desired.alternative_name}"
+    interrupted apply still lacks (``at``: a version or stage found elsewhere, say
+    renamed by hand, which moves to F/N from where it is)."""
+    stage_path = at or f"{desired.folder}/{desired.alternative_name}"
     stage: Node | None = _get(reads, "node", stage_path)
     node: Node | None = _get(reads, "node", path)
     if stage is None:
@@ -123,7 +186,53 @@ def _first(desired: Desired, reads: Reads, user: str, path: str) -> ArtifactPlan
     made = _create(desired, reads, user, path)
     if made.action == "error":
         return made
-    return _stage(desired, reads, path, "create", version=1, make_folders=made.make_folders)
+    at, note = "", ""
+    if not made.make_folders:  # the folder exists: a first apply may have been killed there
+        children: tuple[Node, ...] = _get(reads, "children", desired.folder)
+        desired, at, note = _resume_abandoned(desired, reads, children)
+    return _stage(desired, reads, path, "create", at=at, version=1, message=note,
+                  make_folders=made.make_folders)  # fmt: skip
+
+
+def _resume_abandoned(
+    desired: Desired, reads: Reads, children: tuple[Node, ...]
+) -> tuple[Desired, str, str]:
+    """A stage an apply left unsealed (killed, its checkout's cache lost) would be
+    nobody's forever: unless this checkout has a stage of its own, the newest one
+    untouched for ``ABANDONED`` is resumed, identity and objects, by this version
+    (what it lacks is uploaded, what it has extra deleted). A younger one may be
+    another apply's at work: it is left alone, and the plan says so.
+    Returns (desired, the stage's path or '', a note for the plan)."""
+    folder, name = desired.folder, desired.spec.name
+    unsealed = [
+        n for n in children
+        if is_version(n, folder, name) and n.name != name and not sealed(n)
+    ]  # fmt: skip
+    if any(n.name == desired.alternative_name for n in unsealed):
+        return desired, "", ""  # this checkout's own: resumed as it is
+    now = datetime.now(UTC)
+    old = [n for n in unsealed if now - _when(n) >= ABANDONED]
+    young = [n.path for n in unsealed if now - _when(n) < ABANDONED]
+    note = f"left alone, being built by another apply: {', '.join(young)}" if young else ""
+    if not old:
+        return desired, "", note
+    stage = max(old, key=_when)
+    resumed = f"resumes {stage.path}, left unsealed by an interrupted apply"
+    return _adopt(desired, reads, stage), stage.path, "; ".join(filter(None, [resumed, note]))
+
+
+ABANDONED = timedelta(minutes=30)
+
+
+def _when(node: Node) -> datetime:
+    """When the node last changed (its creation, for a stage): long ago if unknown."""
+    for stamp in (node.updated_at, node.created_at):
+        try:
+            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except (AttributeError, ValueError):
+            continue
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return datetime.min.replace(tzinfo=UTC)
 
 
 def _current(desired: Desired, reads: Reads, cur: Node, path: str) -> ArtifactPlan:
@@ -131,8 +240,8 @@ def _current(desired: Desired, reads: Reads, cur: Node, path: str) -> ArtifactPl
     if cur.path == path:
         return replace(_same_content(desired, reads, cur), version=number(cur))
     # left beside F/N by an interrupted apply: it moves back
-    return _stage(_adopt(desired, reads, cur), reads, path, "version", version=number(cur),
-                  message=f"v{number(cur)} moves back to {path}")  # fmt: skip
+    return _stage(_adopt(desired, reads, cur), reads, path, "version", at=cur.path,
+                  version=number(cur), message=f"v{number(cur)} moves back to {path}")  # fmt: skip
 
 
 def _adopt(desired: Desired, reads: Reads, node: Node) -> Desired:
@@ -159,16 +268,21 @@ def _next(
 ) -> ArtifactPlan:
     """New content: the next version, numbered after the newest. A sealed stage an
     interrupted apply left with this content is taken as it is (its identity too)."""
-    built = [n for n in versions if n.path != path and number(n) > number(cur)
-             and n.extra_dict.get("contentDigest") == desired.digest]  # fmt: skip
+    children: tuple[Node, ...] = _get(reads, "children", desired.folder)
+    built = [n for n in stages(children, desired.folder, desired.spec.name)
+             if n.extra_dict.get("contentDigest") == desired.digest]  # fmt: skip
+    at = built[0].path if built else ""
     if built:
         desired = _adopt(desired, reads, built[0])
     elif not desired.adopt:  # the lock's identity is published: this version needs its own
         alt, created = desired.next_identity or _get(reads, "identity", desired.spec.name)
         desired = replace(desired, alternative_name=alt, created_timestamp=created,
                           local_dir=desired.local_dir.with_name(alt))  # fmt: skip
+    note = ""
+    if not built:
+        desired, at, note = _resume_abandoned(desired, reads, children)
     newest = max([number(cur), *(number(n) for n in versions if n.path != path)])
-    version = number(built[0]) if built else newest + 1
+    version = newest + 1  # a stage's number counts only once it moves in
     retire_to = ""
     if cur.path == path:
         retire_to = f"{desired.folder}/{cur.extra_dict['alternativeName']}"
@@ -179,7 +293,8 @@ def _next(
                 message=f"v{number(cur)} cannot move aside: {retire_to} holds another node",
                 hint="remove that node",
             )  # fmt: skip
-    return _stage(desired, reads, path, "version", version=version, retire_to=retire_to)
+    return _stage(desired, reads, path, "version", at=at, version=version, retire_to=retire_to,
+                  message=note)  # fmt: skip
 
 
 # -- aliases and retention ----------------------------------------------------------------
@@ -196,8 +311,12 @@ def _retention(
     publishing = bool(plan.stage) and plan.stage != (cur.path if cur else "")
     newest_aliases = () if publishing or cur is None else aliases(cur)
     aliases_wrong = bool(spec.aliases) and not set(spec.aliases) <= set(newest_aliases)
+    # aliases an earlier manifest declared (the newest version records them) and this
+    # one no longer does: they go
+    dropped = tuple(a for a in declared_aliases(cur) if a not in spec.aliases) if cur else ()
+    unrecorded = cur is not None and bool(newest_aliases) and declared_aliases(cur) != spec.aliases
     over = spec.keep_versions is not None and plan.version > spec.keep_versions
-    if not (aliases_wrong or over):
+    if not (aliases_wrong or over or dropped or unrecorded):
         return plan
     if versions is None:
         if cur is None:  # the first version: nothing else to move or prune
@@ -205,7 +324,7 @@ def _retention(
         children: tuple[Node, ...] = _get(reads, "children", d.folder)
         versions = version_nodes(children, d.folder, spec.name)
     layout = _layout(plan, versions, cur)
-    moves = _alias_moves(layout, plan.path, spec.aliases)
+    moves = _alias_moves(layout, plan.path, spec.aliases, dropped, unrecorded)
     held = {p: a for p, a in moves}
     ranked = sorted(layout, key=lambda row: -row[1])
     keep = spec.keep_versions or len(ranked)
@@ -233,16 +352,22 @@ def _layout(
 
 
 def _alias_moves(
-    layout: list[tuple[str, int, tuple[str, ...]]], newest: str, declared: tuple[str, ...]
+    layout: list[tuple[str, int, tuple[str, ...]]],
+    newest: str,
+    declared: tuple[str, ...],
+    dropped: tuple[str, ...] = (),
+    record: bool = False,
 ) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The declared aliases onto the newest version and off every other one (the
-    newest first, so that a reader sees an alias at all times)."""
+    newest first, so that a reader sees an alias at all times); the ``dropped`` ones
+    off every version. The newest version's move also records what the manifest
+    declares (so it is listed whenever something was dropped)."""
     moves = []
     for path, _, now in sorted(layout, key=lambda row: row[0] != newest):
         if path == newest:
-            wanted = (*now, *(a for a in declared if a not in now))
+            wanted = (*(a for a in now if a not in dropped), *(a for a in declared if a not in now))
         else:
-            wanted = tuple(a for a in now if a not in declared)
-        if wanted != now:
+            wanted = tuple(a for a in now if a not in declared and a not in dropped)
+        if wanted != now or (path == newest and (dropped or record)):
             moves.append((path, wanted))
     return tuple(moves)

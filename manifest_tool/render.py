@@ -65,8 +65,11 @@ def _version_rows(ap: ArtifactPlan) -> list[str]:
     rows = []
     if ap.retire_to:
         rows.append(f"    ~ the version at {ap.path} now stays at {ap.retire_to}")
-    rows += [f"    ~ aliases of {path}: {list(held) or 'none'}" for path, held in ap.alias_moves]
-    rows += [f"    - version {path} (keep_versions)" for path in ap.prune_versions]
+    rows += [
+        f"    ~ aliases of {path}: {', '.join(held) or 'none'}" for path, held in ap.alias_moves
+    ]
+    why = "apply --prune" if ap.action in ("orphan", "delete") else "keep_versions"
+    rows += [f"    - version {path} ({why})" for path in ap.prune_versions]
     return rows
 
 
@@ -116,11 +119,22 @@ def _upload_size(ap: ArtifactPlan) -> int:
 
 def summary(plan: Plan) -> str:
     counted = [a for a in plan.artifacts if a.changes or a.action in ("error", "orphan")]
-    actions = Counter(a.action for a in counted)
+    actions = Counter(_counted_as(a) for a in counted)
     uploads = sum(len(a.upload) for a in plan.artifacts)
     deletes = sum(len(a.delete) for a in plan.artifacts)
     parts = [f"{n} {action}" for action, n in sorted(actions.items())]
-    return f"Plan: {', '.join(parts)}; {uploads} object(s) to upload, {deletes} to delete."
+    text = f"Plan: {', '.join(parts)}; {uploads} object(s) to upload, {deletes} to delete"
+    versions = sum(len(a.prune_versions) for a in plan.artifacts)
+    moves = sum(len(a.alias_moves) for a in plan.artifacts)
+    extra = [f"{versions} old version(s) to delete"] if versions else []
+    extra += [f"{moves} version(s) whose aliases change"] if moves else []
+    return text + "".join(f", {e}" for e in extra) + "."
+
+
+def _counted_as(ap: ArtifactPlan) -> str:
+    """An artifact whose content is up to date but whose versions change (retention,
+    aliases) is counted as that, not as 'none'."""
+    return "versions" if ap.action == "none" and ap.retention else ap.action
 
 
 def render_applied(results: Sequence[Applied], seconds: float) -> str:
@@ -143,7 +157,10 @@ def render_applied(results: Sequence[Applied], seconds: float) -> str:
             lines.append(f"{r.name}: skipped ({r.path} holds another artifact)")
         elif r.action == "delete":
             lines.append(f"{r.name}: deleted {r.path or '(never published)'} (pruned)")
-        lines += [f"{r.name}: deleted old version {path} (keep_versions)" for path in r.pruned]
+        why = "pruned" if r.action in ("delete", "orphan") else "keep_versions"
+        lines += [f"{r.name}: aliases of {path}: {', '.join(held) or 'none'}"
+                  for path, held in r.aliases.items()]  # fmt: skip
+        lines += [f"{r.name}: deleted old version {path} ({why})" for path in r.pruned]
     sent = sum(r.uploaded_bytes for r in results)
     count = sum(r.uploaded for r in results)
     lines.append(

@@ -129,6 +129,8 @@ def make_plan(
         left = [o for o in orphans(ws, lock, desired) if o.path not in used]
         plans += [plan_orphan(ws.remote, o, prune) for o in left]
     warnings = tuple(w for e in expansions.values() for w in e.warnings)
+    if keep is not None and not any(s.versioned for s in specs):
+        warnings += ("--keep applies to artifacts with versions: keep, and none is selected",)
     return Plan(ws.manifest.path, ws.remote.url, tuple(plans), warnings, prune, targets, keep)
 
 

@@ -80,7 +80,8 @@ def test_three_content_changes_give_v1_to_v3_all_pullable(
     assert cli("plan", "--detailed-exitcode", "--remote", remote.url, env=remote.env).code == 0
     versions = listed(cli, remote)
     assert [v["version"] for v in versions] == [3, 2, 1]
-    assert versions[0]["aliases"] == ["latest"] and versions[0]["path"] == f"{folder}/ds"
+    assert versions[0]["latest"] and not versions[0]["aliases"]
+    assert versions[0]["path"] == f"{folder}/ds"
     assert [v["objects"] for v in versions] == [2, 2, 2]
     assert len({v["contentDigest"] for v in versions}) == 3
     for v, body in zip(versions, reversed(bodies), strict=True):
@@ -184,17 +185,17 @@ def test_aliases_follow_the_manifest_and_tag(project: Project, cli: Cli, remote:
     setup(project, extra="    aliases: [prod]\n")
     publish(cli, remote, project, "1")
     publish(cli, remote, project, "2")
-    assert [v["aliases"] for v in listed(cli, remote)] == [["latest", "prod"], []]
+    assert [v["aliases"] for v in listed(cli, remote)] == [["prod"], []]
     assert pulled(cli, remote, project, "ds@prod")["data/changing.txt"] == b"2"
     assert run(cli, remote, "tag", "ds@v1", "stable").startswith("stable -> v1")
     run(cli, remote, "tag", "ds@v1", "prod")
-    assert [v["aliases"] for v in listed(cli, remote)] == [["latest"], ["stable", "prod"]]
+    assert [v["aliases"] for v in listed(cli, remote)] == [[], ["stable", "prod"]]
     assert pulled(cli, remote, project, "ds@prod")["data/changing.txt"] == b"1"
     # the manifest declares prod on the newest: the next apply moves it back
     plan = json.loads(run(cli, remote, "plan", "--json"))
     assert plan["changes"] and plan["artifacts"][0]["action"] == "none"
     run(cli, remote, "apply", "--quiet")
-    assert [v["aliases"] for v in listed(cli, remote)] == [["latest", "prod"], ["stable"]]
+    assert [v["aliases"] for v in listed(cli, remote)] == [["prod"], ["stable"]]
     assert json.loads(run(cli, remote, "plan", "--json"))["changes"] is False
     for bad in ("latest", "v2", "a b"):
         code, _, err = cli("tag", "ds@v1", bad, "--remote", remote.url, env=remote.env)
@@ -216,7 +217,7 @@ def test_retention_keeps_the_newest_n_and_every_aliased_version(
     assert "(keep_versions)" in run(cli, remote, "plan")
     run(cli, remote, "apply", "--quiet")
     assert [(v["version"], v["aliases"]) for v in listed(cli, remote)] == [
-        (4, ["latest"]), (3, []), (1, ["golden"])
+        (4, []), (3, []), (1, ["golden"])
     ]
     assert pulled(cli, remote, project, "ds@golden")["data/changing.txt"] == b"1"
     # apply --keep 1 prunes without new content, still never the aliased one
@@ -306,7 +307,10 @@ def test_interrupted_states_are_repaired_from_what_the_remote_shows(
     v3, v2 = listed(cli, remote)[:2]
     api = remote.api()
     # sealed beside F/N, the old version not yet moved aside; the lock never heard of it
-    api.update_node(f"{folder}/ds", name=v3["alternativeName"])
+    newest = api.node_info(f"{folder}/ds")
+    assert newest is not None
+    staged = json.dumps({**newest.extra_dict, "stage": True})  # as it was before moving in
+    api.update_node(f"{folder}/ds", name=v3["alternativeName"], extra=staged)
     api.update_node(str(v2["path"]), name="ds")
     (project.root / "artifacts.lock").write_text(lock_v2)
     for cache in (project.root / ".em" / "cache" / "identities").glob("*"):
