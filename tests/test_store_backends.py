@@ -217,7 +217,8 @@ def test_users_keys_are_hashed_and_revocable(store: Store) -> None:
 
 
 # -- listing ------------------------------------------------------------------------------------
-def test_paging_100k_objects_by_keyset_and_by_page(store: Store) -> None:
+def test_paging_100k_objects_by_keyset_and_by_page(inline_store: Store) -> None:
+    store = inline_store
     total = 100_000
     for start in range(0, total, 10_000):
         store.put_batch(A, ART, [(f"k{i:06}", [b"x"], None) for i in range(start, start + 10_000)])
