@@ -15,9 +15,11 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import blake3
 import pytest
+import requests
 from engines import pg_database, s3_bucket, s3_endpoint
 
 from manifest_tool.errors import NameConflict, NodeNotFound, RemoteError, RevisionMismatch
@@ -163,9 +165,7 @@ def test_racing_creates_have_exactly_one_winner(make: Make, store: Store) -> Non
         assert store.node_info(A, f"/{A}/f/{name}").id == won[0]
 
 
-def test_digest_compare_and_set_never_outlives_an_object_change(
-    make: Make, store: Store
-) -> None:
+def test_digest_compare_and_set_never_outlives_an_object_change(make: Make, store: Store) -> None:
     """A digest set against revision r while another replica changes an object: either
     the set fails (412) or the change comes after it and voids the digest."""
     replicas = [store, make()]
@@ -472,3 +472,87 @@ def test_migration_is_safe_when_replicas_start_together() -> None:
         with db.read() as conn:
             assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
         db.close()
+
+
+def test_serve_on_shared_engines_never_shows_secrets(tmp_path: Path) -> None:
+    """Two replicas started by the CLI at once: both migrate safely, serve one store,
+    and neither the startup line nor the logs show the password or the S3 keys."""
+    secret = "pw-never-shown-4711"
+    with pg_database() as dsn, s3_bucket() as bucket:
+        parts = urlsplit(dsn)
+        with_password = urlunsplit(
+            parts._replace(netloc=f"postgres:{secret}@{parts.hostname}:{parts.port}")
+        )
+        flags = [
+            "--db",
+            with_password,
+            "--blobs",
+            f"s3://{bucket}/p",
+            "--s3-endpoint",
+            s3_endpoint(),
+        ]
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        cli = [sys.executable, "-m", "manifest_tool"]
+        added = subprocess.run(
+            [*cli, "user", "add", A, *flags], env=env, capture_output=True, text=True
+        )
+        assert added.returncode == 0, added.stderr
+        key = added.stdout.strip()
+        procs = [
+            subprocess.Popen(
+                [*cli, "serve", *flags, "--port", "0"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        try:
+            lines = [p.stdout.readline() for p in procs if p.stdout is not None]
+            assert all(line.startswith("serving postgresql://postgres:***@") for line in lines), (
+                lines
+            )
+            urls = [line.split(" on ")[-1].strip() for line in lines]
+            auth = {"Authorization": f"Bearer {key}"}
+            made = requests.post(
+                f"{urls[0]}/apis/v1/nodes",
+                json={"parent": f"/{A}", "name": "art", "type": ARTIFACT},
+                headers=auth,
+                timeout=30,
+            )
+            again = requests.post(
+                f"{urls[1]}/apis/v1/nodes",
+                json={"parent": f"/{A}", "name": "art", "type": ARTIFACT},
+                headers=auth,
+                timeout=30,
+            )
+            assert (made.status_code, again.status_code) == (200, 400), again.text
+            data = os.urandom(2 * MiB)
+            put_ = requests.post(
+                f"{urls[1]}/apis/v1/objects",
+                params={"path": f"/{A}/art/k"},
+                files={"content": data},
+                headers=auth,
+                timeout=60,
+            )
+            assert put_.status_code == 200, put_.text
+            got = requests.get(
+                f"{urls[0]}/apis/v1/objects",
+                params={"path": f"/{A}/art/k"},
+                headers=auth,
+                timeout=60,
+            )
+            assert got.content == data
+        finally:
+            for p in procs:
+                p.terminate()
+            outputs = [p.communicate(timeout=30) for p in procs]
+        text = "".join(out + err for out, err in outputs) + "".join(lines)
+        assert "/apis/v1/objects" in text  # the access log was read
+        for hidden in (
+            secret,
+            os.environ["AWS_SECRET_ACCESS_KEY"],
+            os.environ["AWS_ACCESS_KEY_ID"],
+        ):
+            assert hidden not in text

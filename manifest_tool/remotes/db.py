@@ -21,8 +21,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Protocol
 
 from ..errors import RemoteError
@@ -321,9 +322,15 @@ class PostgresDatabase:
         import psycopg
 
         try:
-            raw = psycopg.connect(self._url, autocommit=True, row_factory=_row_factory)
+            raw = psycopg.connect(
+                self._url, autocommit=True, row_factory=_row_factory, connect_timeout=10
+            )
         except psycopg.Error as err:
-            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            reason = " ".join(lines) or type(err).__name__
+            password = urlsplit(self._url).password
+            if password:
+                reason = reason.replace(password, "***")
             raise RemoteError(
                 f"cannot connect to the database {self.url_for_humans}: {reason}"
             ) from None
@@ -348,7 +355,7 @@ class PostgresDatabase:
                     raise
 
     def _checkin(self, conn: _PgConn) -> None:
-        if conn.raw.closed or conn.raw.info.transaction_status != 0:  # broken: replace it
+        if conn.raw.broken or conn.raw.closed or conn.raw.info.transaction_status != 0:
             conn.raw.close()
             with self._lock:
                 self._made -= 1
@@ -372,7 +379,7 @@ class PostgresDatabase:
                 yield conn
                 conn.raw.execute("COMMIT")
             except BaseException:
-                if not conn.raw.closed:
+                with suppress(Exception):  # a lost connection: the error to report is above
                     conn.raw.execute("ROLLBACK")
                 raise
         finally:
