@@ -15,6 +15,7 @@ together migrate once.
 
 from __future__ import annotations
 
+import functools
 import queue
 import re
 import sqlite3
@@ -23,8 +24,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from ..errors import RemoteError
 
@@ -261,13 +262,17 @@ class _Row(tuple[Any, ...]):
         return list(self.names)
 
 
+@functools.lru_cache(maxsize=256)
+def _row_class(columns: tuple[str, ...]) -> type[_Row]:
+    """One row class per result shape (made once, not per query)."""
+    return type("Row", (_Row,), {"names": {name: i for i, name in enumerate(columns)}})
+
+
 def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
-    desc = cursor.description or []
-    names = {d.name: i for i, d in enumerate(desc)}
-    cls = type("Row", (_Row,), {"names": names})
+    cls = _row_class(tuple(d.name for d in cursor.description or []))
 
     def make(values: Sequence[Any]) -> _Row:
-        return cls(values)  # type: ignore[no-any-return]
+        return cls(values)
 
     return make
 

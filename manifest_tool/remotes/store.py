@@ -92,11 +92,6 @@ class Store:
         if hasattr(blobs, "intents"):
             blobs.intents = blobrows.Intents(db)
 
-    @property
-    def shared(self) -> bool:
-        """Several processes may serve this store (its state is all in the engines)."""
-        return self.root is None or self.db.dialect != "sqlite" or self.blobs.kind != "files"
-
     def describe(self) -> str:
         """The store for people and logs (never a password)."""
         if self.root is not None and self.db.dialect == "sqlite" and self.blobs.kind == "files":
