@@ -79,6 +79,7 @@ class S3Sink:
         self._buf = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
+        self._sent = 0
         self._done = False
 
     def write(self, chunk: bytes) -> None:
@@ -103,6 +104,7 @@ class S3Sink:
             ContentMD5=content_md5(data),
         )
         self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+        self._sent += len(data)
         self.blobs.intents.touch(self.location)  # a long upload is alive, not garbage
 
     def close(self) -> None:
@@ -125,6 +127,11 @@ class S3Sink:
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": self._parts},
             )
+            self._done = True
+            # RGW's completion answer has an empty ETag: check what was stored instead
+            stored = client.head_object(Bucket=bucket, Key=self.location)["ContentLength"]
+            if stored != self._sent:
+                raise RemoteError(f"S3 stored {stored} of {self._sent} bytes of {self.location}")
         self._done = True
 
     def discard(self) -> None:
