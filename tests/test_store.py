@@ -18,6 +18,7 @@ from manifest_tool.errors import (
     NameConflict,
     NodeNotFound,
     PermissionDenied,
+    RevisionMismatch,
 )
 from manifest_tool.remotes.base import ARTIFACT, FOLDER
 from manifest_tool.remotes.multipart import Multipart
@@ -446,3 +447,20 @@ def test_multipart_finish_checks_part_etags(store: Store, art: str) -> None:
     with pytest.raises(InvalidInput):
         mp.finish(A, upload_id, art, "k", [(1, hashlib.md5(b"what I sent").hexdigest())])
     assert store.list_objects(A, art) == ([], 0)
+
+
+def test_a_node_made_anew_at_a_path_never_matches_the_old_ones_revision(store: Store) -> None:
+    """The compare-and-set names a node by (path, revision): a node that replaced the
+    one read at that path must not accept a write meant for its predecessor."""
+    path = "/alice/proj/a"
+    store.create_node(A, "/alice", "proj", FOLDER)
+    store.create_node(A, "/alice/proj", "a", ARTIFACT)
+    seen = store.node_info(A, path)
+    store.delete_node(A, path)
+    store.create_node(A, "/alice/proj", "a", ARTIFACT)
+    anew = store.node_info(A, path)
+    assert anew.revision != seen.revision
+    assert seen.revision is not None and 0 <= seen.revision < 2**53
+    with pytest.raises(RevisionMismatch):
+        store.update_node(A, path, {"description": "stale"}, if_revision=seen.revision)
+    assert store.node_info(A, path).description == ""

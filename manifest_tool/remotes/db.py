@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS nodes (
     extra TEXT NOT NULL DEFAULT '{{}}',
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    revision INTEGER NOT NULL DEFAULT 0
+    revision BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS nodes_parent ON nodes (parent, name);
 CREATE TABLE IF NOT EXISTS objects (

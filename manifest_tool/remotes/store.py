@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -207,8 +208,8 @@ class Store:
             try:
                 conn.execute(
                     "INSERT INTO nodes (id, path, parent, name, owner, type, labels,"
-                    " description, extra, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " description, extra, created_at, updated_at, revision)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         node_id,
                         path,
@@ -221,6 +222,10 @@ class Store:
                         extra,
                         stamp,
                         stamp,
+                        # unique across nodes (below 2**53, exact in JSON): a
+                        # compare-and-set on (path, revision) can never hit a node that
+                        # replaced the one read at that path
+                        secrets.randbits(52),
                     ),
                 )
             except UniqueViolation:  # the racing create that lost: one winner per path
