@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import peers
-from groups import FULL, GROUPS, QUICK, TREES, Bench, run_groups
+from context import FULL, QUICK, Bench
+from groups import GROUPS, TREES, run_groups
 from harness import ROOT, Trash, git_head, say
 from table import markdown
 
