@@ -27,7 +27,7 @@ import peers
 from context import FULL, QUICK, Bench
 from groups import GROUPS, TREES, run_groups
 from harness import ROOT, Trash, git_head, say
-from table import markdown
+from table import Row, markdown
 
 
 def parse() -> argparse.Namespace:
@@ -77,23 +77,32 @@ def main() -> None:
         return
     run_dir.mkdir(parents=True)
     started, load = time.monotonic(), os.getloadavg()[0]
+
+    def table(rows: list[Row], done: bool) -> str:
+        minutes = (time.monotonic() - started) / 60
+        return header(bench, args.quick, load, minutes, done) + "\n" + markdown(rows)
+
+    def partial(rows: list[Row]) -> None:
+        if args.out:
+            args.out.write_text(table(rows, done=False))
+
     try:
-        rows = run_groups(bench, groups)
+        rows = run_groups(bench, groups, partial)
     finally:
         # this run's servers, remotes and set-aside state; the trees stay
         trash.discard(run_dir)
         say("deleting this run's state")
         trash.empty()
-    minutes = (time.monotonic() - started) / 60
-    text = header(bench, args.quick, load, minutes) + "\n" + markdown(rows)
+    text = table(rows, done=True)
     print(text)
     if args.out:
         args.out.write_text(text)
 
 
-def header(bench: Bench, quick: bool, load: float, minutes: float) -> str:
+def header(bench: Bench, quick: bool, load: float, minutes: float, done: bool) -> str:
     dvc = bench.dvc.version if bench.dvc else f"none ({bench.no_dvc})"
     return (
+        f"{'' if done else '(Partial: the run goes on.) '}"
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python bench/bench_table.py"
         f"{' --quick' if quick else ''}` in {minutes:.1f} min: code {git_head(ROOT)}, "
         f"Python {platform.python_version()}, {os.cpu_count()} cores (load {load:.1f} at "

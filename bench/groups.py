@@ -4,6 +4,7 @@ its rows; the trees stay for the next run and the state each run made is trashed
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -310,12 +311,16 @@ TREES: dict[str, Callable[[Bench], Path]] = {
 }
 
 
-def run_groups(b: Bench, names: Sequence[str]) -> list[Row]:
+def run_groups(b: Bench, names: Sequence[str], after: Callable[[list[Row]], None]) -> list[Row]:
+    """The rows of the named groups in table order; ``after`` sees them after each group
+    (a run cut short still leaves the groups it finished)."""
     rows: list[Row] = []
     for name in names:
         try:
             GROUPS[name](b, rows)
-        except BenchError as exc:
+        except (BenchError, OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            # a server that did not start, a refused connection: the other groups go on
             say(f"{name}: stopped: {exc}")
             rows.append(Row(999, f"{name} rows", missing=f"failed: {exc}"))
+        after(sorted(rows, key=lambda r: r.order))
     return sorted(rows, key=lambda r: r.order)
