@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import peers
@@ -73,14 +74,9 @@ class Bench:
         self, args: Sequence[str], root: Path, server: Server
     ) -> tuple[Repeated, Requests]:
         """As warm_repeat, for a CLI run against ``server``, with its requests."""
-        seen: list[Requests] = []
-
-        def once() -> Run:
-            done, requests = counted(server, lambda: self.cli(args, root, server))
-            seen.append(requests)
-            return done
-
-        return self.warm_repeat(once), seen[-1]
+        once = partial(self.cli, args, root, server)
+        once()
+        return repeat_counted(server, once)
 
     def dvc_seconds(
         self, root: Path, target: str, state: str, fresh: bool = True
@@ -96,6 +92,18 @@ class Bench:
             return peers.dvc_add_push(self.dvc, root, place, target, self.sizes.timeout), ""
         except BenchError as exc:
             return None, f"DVC failed: {exc}"
+
+
+def repeat_counted(server: Server, once: Callable[[], Run]) -> tuple[Repeated, Requests]:
+    """The median of 3 runs of ``once`` and the requests ``server`` saw in the last."""
+    seen: list[Requests] = []
+
+    def measured() -> Run:
+        done, requests = counted(server, once)
+        seen.append(requests)
+        return done
+
+    return repeat(3, measured), seen[-1]
 
 
 def write_manifest(root: Path, name: str, artifacts: Sequence[tuple[str, str, list[str]]]) -> str:

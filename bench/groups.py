@@ -10,7 +10,7 @@ from pathlib import Path
 
 import peers
 import trees
-from context import RSS_LIMIT, Bench, mib, peer_row, seconds, write_manifest
+from context import RSS_LIMIT, Bench, mib, peer_row, repeat_counted, seconds, write_manifest
 from harness import BenchError, Repeated, Requests, Run, Server, counted, repeat, say, serving
 from table import Figure, Goal, Row
 
@@ -51,8 +51,12 @@ def files_group(b: Bench, rows: list[Row]) -> None:
         noop_http, noop_req = b.warm_counted(["plan"], root, srv)
         say(f"{n:,} files: one file changed, HTTP; curl of that file")
         victim = trees.files_in(root, min(8, b.sizes.files_dirs))[-1] / "f0003.bin"
-        with trees.Edited(victim):
-            one, one_req = counted(srv, lambda: b.cli(["apply"], root, srv))
+
+        def change() -> Run:
+            with trees.Edited(victim):  # new bytes each time: each apply uploads one file
+                return b.cli(["apply"], root, srv)
+
+        one, one_req = repeat_counted(srv, change)
         node = peers.make_node(srv, "curl-one")
         upload = repeat(3, lambda: peers.curl_upload(srv, victim, node, b.sizes.timeout))
     say(f"{n:,} files: DVC add+push, then one file changed")
@@ -112,7 +116,7 @@ def noop_rows(
 def change_rows(
     order: int,
     n: int,
-    one: tuple[Run, Requests],
+    one: tuple[Repeated, Requests],
     anchor_s: float,
     noop_req: Requests,
     dvc_one: tuple[float | None, str],
