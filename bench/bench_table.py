@@ -1,6 +1,6 @@
 """The performance table: every measure as a ratio to its anchor taken in the same run.
 
-    python bench/bench_table.py [--quick] [--only files,many,wide,big,render]
+    python bench/bench_table.py [--quick] [--only files,wide,big,render,many]
                                 [--out FILE.md] [--work DIR] [--dvc PATH] [--prepare]
 
 Measures this checkout's code (its directory goes first on PYTHONPATH) against
