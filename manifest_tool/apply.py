@@ -5,7 +5,9 @@ Per artifact: check that the remote still looks as the plan saw it (else stop wi
 rename it), clear its digest, upload and delete the objects the plan lists, write
 metadata.yaml, and set the digest last with a compare-and-set; then record the
 identity in the lock file (atomically). An interruption at any point leaves a node
-without a digest, which the next plan diffs and repairs. Apply decides nothing: a
+without a digest, which the next plan diffs and repairs. A new version (``versions:
+keep``) is built and sealed the same way at its stage F/<alt>, and only then moved to
+F/N, the version there moving aside first (see planversions.py). Apply decides nothing: a
 value the plan showed is the value it writes.
 """
 
@@ -20,14 +22,33 @@ from pathlib import Path
 from typing import Any
 
 from .artifact import metadata_dict
-from .errors import ChecksumMismatch, ManifestToolError, NameConflict, NodeNotFound, StalePlan
+from .errors import (
+    ChecksumMismatch,
+    ConflictError,
+    ManifestToolError,
+    NameConflict,
+    NodeNotFound,
+    RevisionMismatch,
+    StalePlan,
+)
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
 from .plan import UPLOADING, ArtifactPlan, Desired, Plan
 from .planner import seen_of
+from .planversions import seen_version
 from .publish import history_entry, make_folders, open_node, seal, upload_all
 from .remotes.base import ARTIFACT, Node, Remote, Upload
 from .transfer import put_metadata, remote_metadata
+from .versions import (
+    Stats,
+    aliases,
+    is_version,
+    mark_version,
+    moved_in_extra,
+    number,
+    set_aliases,
+    version_extra,
+)
 
 OnUpload = Callable[[Upload], None]
 History = Callable[[Desired], list[dict[str, Any]]]
@@ -42,6 +63,9 @@ class Applied:
     uploaded_bytes: int = 0
     deleted: int = 0
     record: dict[str, str] | None = None  # the history entry written, if any
+    pruned: tuple[str, ...] = ()  # old versions deleted by retention
+    version: int = 0  # versions: keep: the number of the version at ``path``
+    aliases: dict[str, list[str]] = field(default_factory=dict)  # version path -> its aliases now
 
 
 def local_history(d: Desired) -> list[dict[str, Any]]:
@@ -76,17 +100,25 @@ class Applier:
         return self.results
 
     def _one(self, ap: ArtifactPlan) -> Applied:
-        if ap.action == "orphan":
-            return Applied(ap.name, ap.action, ap.path)
-        if ap.action == "delete":
-            return self._prune(ap)
+        if ap.action in ("orphan", "delete"):
+            # a versioned artifact's unaliased versions go first: F/N, the newest, last
+            pruned = self._retain(ap) if ap.retention else ()
+            kept = Applied(ap.name, ap.action, ap.path)
+            done = self._prune(ap) if ap.action == "delete" else kept
+            return replace(done, pruned=pruned)
         d = ap.desired
         assert d is not None, "an artifact's plan carries its desired state"
         result = Applied(ap.name, ap.action, ap.path)
-        if ap.action in UPLOADING:
+        if ap.stage:
+            result = self._version(ap, d)
+        elif ap.action in UPLOADING:
             result = self._publish(ap, d)
         elif ap.action == "metadata":
             result = self._metadata(ap, d)
+        if ap.retention:
+            moved = {path: list(wanted) for path, wanted in ap.alias_moves}
+            result = replace(result, pruned=self._retain(ap), aliases=moved)
+        result = replace(result, version=ap.version)
         self._record(ap, d, result.record)
         return result
 
@@ -151,7 +183,11 @@ class Applier:
             self._save_lock()
 
     def _publish(self, ap: ArtifactPlan, d: Desired) -> Applied:
-        node = self._node(ap, d)
+        return self._fill(ap, d, self._node(ap, d))
+
+    def _fill(self, ap: ArtifactPlan, d: Desired, node: Node, shown: str = "") -> Applied:
+        """Write the plan's objects into ``node`` and seal it (``shown``: the path the
+        history records, when the node moves there afterwards)."""
         open_node(self.remote, node, d.alternative_name)
         uploads = _uploads(d, set(ap.upload), self.on_bytes)
         if self.on_start:
@@ -173,7 +209,7 @@ class Applier:
                 f"artifact '{ap.name}': cannot read {err.filename or 'a file'}:"
                 f" {err.strerror or err}"
             ) from None
-        record = self._write_metadata(d, node)
+        record = self._write_metadata(d, node, shown)
         if ap.delete:
             self.remote.delete_objects(node.path, list(ap.delete))
         spec = d.spec
@@ -182,6 +218,87 @@ class Applier:
              spec.description, refs)  # fmt: skip
         sent = sum(u.size for u in uploads)
         return Applied(ap.name, ap.action, node.path, len(uploads), sent, len(ap.delete), record)
+
+    # -- versions: build and seal beside F/N, then move in (see planversions.py) --------
+    def _version(self, ap: ArtifactPlan, d: Desired) -> Applied:
+        current, stage = self.remote.node_info(ap.path), self.remote.node_info(ap.stage)
+        if seen_version(current, stage) != ap.seen:
+            raise StalePlan(
+                f"artifact '{ap.name}': {ap.path} changed since the plan; run 'manifest-tool"
+                " plan' again"
+            )
+        if ap.action == "create":
+            self._claim_identity(d)  # as for any first publication
+        make_folders(self.remote, ap.make_folders)
+        stage = stage or self._new_stage(ap, d)
+        content = Stats(d.digest, sum(h.file.size for h in d.files), len(d.files))
+        mark_version(self.remote, stage, d.spec.name, ap.version, content)
+        done = stage.extra_dict.get("contentDigest") == d.digest and not (ap.upload or ap.delete)
+        if done:  # sealed already: an interrupted apply got this far
+            result = Applied(ap.name, ap.action, ap.path)
+        else:
+            result = self._fill(ap, d, self._info(ap.stage), shown=ap.path)
+        # the upload took a while: F/N must still hold the version the plan replaces
+        if seen_of(self.remote.node_info(ap.path)) != seen_of(current):
+            raise StalePlan(
+                f"artifact '{ap.name}': {ap.path} changed while this version was built (it"
+                f" stays sealed at {ap.stage}); run 'manifest-tool plan' again"
+            )
+        if ap.retire_to and current is not None:
+            mark_version(self.remote, current, d.spec.name, number(current))
+            self._update(ap, ap.path, name=ap.retire_to.rpartition("/")[2])
+        moved = self._move_in(ap, d)
+        record = result.record or history_entry("upload", self.remote, moved)
+        return replace(result, path=ap.path, record=record)
+
+    def _move_in(self, ap: ArtifactPlan, d: Desired) -> Node:
+        """The sealed stage to F/N, a version from then on: its name and its ``extra``
+        in one write, while its objects are what it was sealed with."""
+        stage = self._info(ap.stage)
+        fields: dict[str, Any] = {"name": d.spec.name, "extra": moved_in_extra(stage)}
+        if stage.revision is None:
+            return self._update(ap, ap.stage, **fields)
+        try:
+            return self.remote.set_if_unchanged(ap.stage, stage.revision, **fields)
+        except NameConflict:
+            raise StalePlan(
+                f"artifact '{ap.name}': {ap.path} appeared since the plan; run 'manifest-tool"
+                " plan' again"
+            ) from None
+        except RevisionMismatch:
+            raise ConflictError(
+                f"artifact '{ap.name}': {ap.stage} changed while this apply ran; run apply"
+                " again"
+            ) from None
+
+    def _new_stage(self, ap: ArtifactPlan, d: Desired) -> Node:
+        parent, _, name = ap.stage.rpartition("/")
+        extra = version_extra({}, d.alternative_name, d.spec.name, ap.version,
+                              d.created_timestamp)  # fmt: skip
+        try:
+            self.remote.create_node(parent, name, ARTIFACT, extra=extra)
+        except (NameConflict, NodeNotFound):
+            raise StalePlan(
+                f"artifact '{ap.name}': {ap.stage} changed since the plan; run 'manifest-tool"
+                " plan' again"
+            ) from None
+        return self._info(ap.stage)
+
+    def _retain(self, ap: ArtifactPlan) -> tuple[str, ...]:
+        """Aliases onto the newest version first, then off the others; then retention,
+        which never deletes a version that an alias names by now."""
+        declared = ap.desired.spec.aliases if ap.desired else None
+        for path, wanted in ap.alias_moves:
+            newest = declared if path == ap.path else None
+            set_aliases(self.remote, self._info(path), wanted, newest)
+        pruned = []
+        for path in ap.prune_versions:
+            node = self.remote.node_info(path)
+            if node is None or aliases(node) or not is_version(node, ap.folder, ap.name):
+                continue  # gone, or aliased or taken over since the plan: left alone
+            self.remote.delete_node(path)
+            pruned.append(path)
+        return tuple(pruned)
 
     def _metadata(self, ap: ArtifactPlan, d: Desired) -> Applied:
         """Labels or description changed: the content and its digest stay as they are."""
@@ -192,10 +309,10 @@ class Applier:
         self.remote.update_node(node.path, labels=list(spec.labels), description=spec.description)
         return Applied(ap.name, ap.action, node.path, record=record)
 
-    def _write_metadata(self, d: Desired, node: Node) -> dict[str, str]:
+    def _write_metadata(self, d: Desired, node: Node, shown: str = "") -> dict[str, str]:
         """metadata.yaml (with a new history entry) on the node, and locally; returns
         the history entry."""
-        entry = history_entry("upload", self.remote, node)
+        entry = history_entry("upload", self.remote, replace(node, path=shown or node.path))
         metadata = artifact_metadata(d, [*self._history(d, node), entry])
         put_metadata(self.remote, node.path, metadata, d.reference_map())
         if self.local_copies:
@@ -229,7 +346,9 @@ class Applier:
         name = d.spec.name
         old = self.lock.get(name)
         keep = old.remote if old and old.alternativeName == d.alternative_name else {}
-        entry = LockEntry(*ap.lock_identity(old), remote=_lock_remote(record) if record else keep)
+        alt, created, digest, version = ap.lock_identity(old)
+        remote = _lock_remote(record) if record else keep
+        entry = LockEntry(alt, created, digest, remote, version)
         if d.moved_from:
             self.lock.pop(d.moved_from, None)
         if d.retired is not None:  # a folder change: the old node stays an orphan

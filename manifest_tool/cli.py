@@ -1,7 +1,8 @@
 """The command line: parse, call, print, exit code.
 
 Exit codes: 0 done, 1 a known error or a usage error (one line on stderr), 2 changes pending
-(``plan --detailed-exitcode``), 3 an unexpected bug (with a log file), 130 Ctrl-C.
+(``plan --detailed-exitcode``), 3 an unexpected bug (with a log file), 130 Ctrl-C, 141 the
+reader of stdout went away (``... | head -1``), quietly.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ def handle_errors(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here rather than at exit
+            return result
+        except BrokenPipeError:
+            if not _stdout_closed():
+                raise
+            _drop_stdout()
+            sys.exit(141)  # as a shell reports a pipeline's writer that its reader left
         except ManifestInvalid as err:
             for problem in err.problems:
                 _error(str(problem))
@@ -45,6 +53,29 @@ def handle_errors(func: F) -> F:
             sys.exit(3)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _stdout_closed() -> bool:
+    """Whether the reader of stdout went away (``versions | head -1``): the output is
+    not wanted any more, which ends the command quietly. Any other broken pipe (a
+    connection, say) stays an error."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poll.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _drop_stdout() -> None:
+    """What is still buffered for the closed pipe goes nowhere, so that Python's own
+    flush at exit does not complain about it."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _error(message: str) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from itertools import islice
 from json.encoder import encode_basestring as _quote
+from operator import itemgetter
 from pathlib import Path
 
 from .errors import MissingSource
@@ -42,9 +44,37 @@ def content_digest(objects: Iterable[dict[str, object]]) -> str:
     ensure_ascii=False)``, written out here directly: for 100,000 objects that is
     a fifth of the time of building and dumping the dicts.
     """
-    items = sorted(objects, key=_path)
-    text = "[" + ",".join(map(_canonical, items)) + "]"
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return _digest(map(_canonical, sorted(objects, key=_path)))
+
+
+Row = tuple[str, int, str] | tuple[str, str]  # (path, size, md5) or (path, uri)
+
+
+def rows_digest(
+    files: Iterable[tuple[str, int, str]], references: Iterable[tuple[str, str]]
+) -> str:
+    """``content_digest`` of objects as (path, size, md5) and references as (path, uri)
+    tuples: the same digest, without a dict per object (a listing of 300,000)."""
+    rows: list[Row] = [*files, *references]
+    rows.sort(key=itemgetter(0))
+    return _digest(map(_canonical_row, rows))
+
+
+def _digest(pieces: Iterable[str]) -> str:
+    """sha256 of ``"[" + ",".join(pieces) + "]"``, fed in slices: the whole text of
+    300,000 objects would be another 30 MB at once."""
+    digest = hashlib.sha256(b"[")
+    pieces = iter(pieces)
+    first = next(pieces, None)
+    if first is not None:
+        digest.update(first.encode())
+        while block := list(islice(pieces, DIGEST_SLICE)):
+            digest.update(("," + ",".join(block)).encode())
+    digest.update(b"]")
+    return "sha256:" + digest.hexdigest()
+
+
+DIGEST_SLICE = 4096
 
 
 def _path(obj: dict[str, object]) -> str:
@@ -57,3 +87,10 @@ def _canonical(obj: dict[str, object]) -> str:
         return f'{{"path":{path},"uri":{_quote(str(obj["uri"]))}}}'
     checksum = _quote(str(obj["checksum"]))
     return f'{{"checksum":{checksum},"path":{path},"size_bytes":{int(obj["size_bytes"])}}}'  # type: ignore[call-overload]
+
+
+def _canonical_row(row: Row) -> str:
+    if len(row) == 2:
+        return f'{{"path":{_quote(row[0])},"uri":{_quote(row[1])}}}'
+    path, size, checksum = row
+    return f'{{"checksum":{_quote(checksum)},"path":{_quote(path)},"size_bytes":{int(size)}}}'

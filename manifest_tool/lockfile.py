@@ -27,6 +27,7 @@ class LockEntry:
     createdTimestamp: str
     contentDigest: str = ""
     remote: dict[str, str] = field(default_factory=dict)
+    version: int = 0  # versions: keep: the newest version's number (0: not versioned)
 
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -44,16 +45,29 @@ def lock_text(entries: dict[str, LockEntry]) -> str:
     return "version: 1\nartifacts:\n" + "".join(parts)
 
 
-def _key(e: LockEntry) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
-    return e.alternativeName, e.createdTimestamp, e.contentDigest, tuple(e.remote.items())
+Key = tuple[str, str, str, tuple[tuple[str, str], ...], int]
+
+
+def _key(e: LockEntry) -> Key:
+    remote = tuple(e.remote.items())
+    return e.alternativeName, e.createdTimestamp, e.contentDigest, remote, e.version
 
 
 @lru_cache(maxsize=65536)
-def _entry_text(name: str, key: tuple[str, str, str, tuple[tuple[str, str], ...]]) -> str:
-    alt, created, digest, remote = key
-    entry = LockEntry(alt, created, digest, dict(remote))
-    text = yaml.dump({name: asdict(entry)}, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
+def _entry_text(name: str, key: Key) -> str:
+    alt, created, digest, remote, version = key
+    fields = entry_fields(LockEntry(alt, created, digest, dict(remote), version))
+    text = yaml.dump({name: fields}, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
     return "".join(f"  {line}\n" for line in text.splitlines())
+
+
+def entry_fields(entry: LockEntry) -> dict[str, Any]:
+    """What the lock records of one entry: ``version`` only for a versioned artifact,
+    so the lock of an artifact without versions reads as it always did."""
+    fields = asdict(entry)
+    if not entry.version:
+        del fields["version"]
+    return fields
 
 
 def lock_path(manifest: Path) -> Path:
@@ -83,6 +97,7 @@ def _entry(value: dict[str, Any]) -> LockEntry:
         createdTimestamp=str(value["createdTimestamp"]),
         contentDigest=str(value.get("contentDigest") or ""),
         remote={str(k): str(v) for k, v in (value.get("remote") or {}).items()},
+        version=int(value.get("version") or 0),
     )
 
 

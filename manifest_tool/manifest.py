@@ -22,6 +22,7 @@ from .model import ArtifactSpec, Manifest, ObjectKind, ObjectSpec
 from .paths import key_clash, resolve_obj_path
 from .sources import check_exclude, check_glob, glob_folder
 from .templating import EnvScope, render, visible_env
+from .versions import alias_problem
 from .yamlpos import Document, JsonPath, Pos, YamlSyntaxError, format_path, parse
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "manifest.schema.json"
@@ -247,8 +248,10 @@ def _check_semantics(data: Any, problems: _Problems) -> None:
             names[name] = i
         _check_objects(i, artifact["objects"], problems)
         _check_folder(artifact.get("folder"), ("artifacts", i, "folder"), problems)
+        _check_versions(artifact, data.get("defaults", {}), ("artifacts", i), problems)
     _check_folder(data.get("defaults", {}).get("folder"), ("defaults", "folder"), problems)
     _check_moved(data.get("moved", ()), names, problems)
+    _check_moved_versions(data, problems)
 
 
 def _check_folder(folder: str | None, at: JsonPath, problems: _Problems) -> None:
@@ -259,6 +262,39 @@ def _check_folder(folder: str | None, at: JsonPath, problems: _Problems) -> None
         problems.at_value(
             at, f"folder '{folder}' has a '.' or '..' segment (write the folder it means)"
         )
+
+
+def _check_versions(
+    artifact: dict[str, Any], defaults: dict[str, Any], at: JsonPath, problems: _Problems
+) -> None:
+    """Aliases name versions, and only ``versions: keep`` makes more than one."""
+    keep = artifact.get("versions", defaults.get("versions", "update")) == "keep"
+    for k, alias in enumerate(artifact.get("aliases", ())):
+        if message := alias_problem(alias):
+            problems.at_value((*at, "aliases", k), message)
+    for key in ("aliases", "keep_versions"):
+        if key in artifact and not keep:
+            problems.at_key((*at, key), f"{key} needs versions: keep (here or in defaults)")
+    if keep and "alternative_name" in artifact:
+        problems.at_key(
+            (*at, "alternative_name"),
+            "a pinned alternative_name names one node; versions: keep gives each version "
+            "its own (remove one of them)",
+        )
+
+
+def _check_moved_versions(data: Any, problems: _Problems) -> None:
+    """A rename moves one node; the older versions of a versioned artifact would stay
+    behind under the old name, so renaming one is refused."""
+    default = data.get("defaults", {}).get("versions", "update")
+    keep = {a["name"] for a in data["artifacts"] if a.get("versions", default) == "keep"}
+    for i, entry in enumerate(data.get("moved", ())):
+        if entry["to"] in keep:
+            problems.at_value(
+                ("moved", i, "to"),
+                f"'{entry['to']}' keeps versions: a rename would leave its older versions "
+                "behind (publish under the new name instead, and remove this entry)",
+            )
 
 
 def _check_moved(moved: list[dict[str, str]], names: dict[str, int], problems: _Problems) -> None:
@@ -379,6 +415,9 @@ def _artifact(
         alternative_name=raw.get("alternative_name"),
         objects=objects,
         line=doc.value_pos(at)[0],
+        versions=pick("versions", "update"),
+        keep_versions=pick("keep_versions", None),
+        aliases=tuple(raw.get("aliases", ())),
     )
 
 

@@ -40,6 +40,15 @@ class ArtifactSpec:
     alternative_name: str | None = None
     objects: tuple[ObjectSpec, ...] = ()
     line: int = 0
+    # "keep": a content change publishes a new version beside the old ones; "update"
+    # changes the one node in place
+    versions: Literal["update", "keep"] = "update"
+    keep_versions: int | None = None  # retention: the newest N (and aliased ones) stay
+    aliases: tuple[str, ...] = ()  # moved to the newest version at each apply
+
+    @property
+    def versioned(self) -> bool:
+        return self.versions == "keep"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from .model import ArtifactSpec, LocalFile, Reference
 
 PLAN_FORMAT = 2
 # Actions that write objects into a node (and so clear and re-seal its digest).
-UPLOADING = ("create", "update", "replace", "new", "rename")
+UPLOADING = ("create", "update", "replace", "new", "rename", "version")
 # Actions that leave the remote as it is.
 QUIET = ("none", "skip", "orphan")
 
@@ -60,6 +60,9 @@ class Desired:
     # the identity is not yet in the lock: a node already holding it (an SDK upload of
     # a pinned alternative_name) is adopted, keeping its createdTimestamp and history
     adopt: bool = False
+    # versions: keep: the identity the next version gets, when one was chosen already
+    # (minted by an earlier plan, or a saved plan's); the planner asks for one otherwise
+    next_identity: tuple[str, str] | None = None
 
     @cached_property
     def files(self) -> tuple[HashedFile, ...]:
@@ -92,20 +95,45 @@ class ArtifactPlan:
     old_description: str = ""
     lock_change: bool = False  # apply rewrites this artifact's lock entry
     alternative_name: str = ""  # orphans and deletes: the identity the lock holds
+    # versions: keep (see versions.py): the number of the version at ``path`` once
+    # applied; the node a new version is built and sealed at before it moves to
+    # ``path``; where the version it replaces at ``path`` moves to; the older versions
+    # retention deletes; and the aliases each version node ends with (paths as after
+    # the moves)
+    version: int = 0
+    stage: str = ""
+    retire_to: str = ""
+    prune_versions: tuple[str, ...] = ()
+    alias_moves: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def changes(self) -> bool:
         """Whether apply would change the remote or the lock for this artifact."""
-        return self.action not in QUIET or self.lock_change
+        return self.action not in QUIET or self.lock_change or self.retention
 
-    def lock_identity(self, old: LockEntry | None) -> tuple[str, str, str]:
-        """(alternativeName, createdTimestamp, contentDigest) apply records for this
-        artifact: the one rule for apply's write and plan's ``lockChange``. A skipped
-        artifact published nothing, so the digest stays what the lock had."""
+    @property
+    def retention(self) -> bool:
+        """Versions to delete or aliases to move (with or without new content)."""
+        return bool(self.prune_versions or self.alias_moves)
+
+    def lock_identity(self, old: LockEntry | None) -> tuple[str, str, str, int]:
+        """(alternativeName, createdTimestamp, contentDigest, version) apply records for
+        this artifact: the one rule for apply's write and plan's ``lockChange``. A
+        skipped artifact published nothing, so the digest stays what the lock had."""
         d = self.desired
         assert d is not None, "orphans have no lock identity of their own"
-        digest = (old.contentDigest if old else "") if self.action == "skip" else d.digest
-        return d.alternative_name, d.created_timestamp, digest
+        if self.action == "skip":
+            return d.alternative_name, d.created_timestamp, *_digest_version(old)
+        return d.alternative_name, d.created_timestamp, d.digest, self.version
+
+    def version_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "stage": self.stage,
+            "retireTo": self.retire_to,
+            "pruneVersions": list(self.prune_versions),
+            "aliasMoves": [{"path": p, "aliases": list(a)} for p, a in self.alias_moves],
+        }
 
     @property
     def full_message(self) -> str:
@@ -141,9 +169,15 @@ class ArtifactPlan:
         }
         if self.rename_from:
             out["renameFrom"] = self.rename_from
+        if self.version or self.retention:
+            out.update(self.version_json())
         if self.action == "metadata":
             out["old"] = {"labels": list(self.old_labels), "description": self.old_description}
         return out
+
+
+def _digest_version(old: LockEntry | None) -> tuple[str, int]:
+    return (old.contentDigest, old.version) if old else ("", 0)
 
 
 @dataclass(frozen=True)
@@ -154,6 +188,7 @@ class Plan:
     warnings: tuple[str, ...] = ()
     prune: bool = False
     targets: tuple[str, ...] = ()  # as given: none means every artifact, and the orphans
+    keep: int | None = None  # --keep: retention for every versioned artifact
 
     @property
     def changes(self) -> bool:
@@ -171,6 +206,7 @@ class Plan:
             "manifest": str(self.manifest),
             "remote": self.remote_url,
             "prune": self.prune,
+            "keep": self.keep,
             "targets": list(self.targets),
         }
 
@@ -207,6 +243,9 @@ def _shape_problem(data: dict[str, Any]) -> str | None:
     """What a saved plan lacks for apply to trust its fields, or None."""
     if not isinstance(data.get("remote"), str) or not isinstance(data.get("prune", False), bool):
         return "remote or prune"
+    keep = data.get("keep")
+    if keep is not None and (type(keep) is not int or keep < 1):
+        return "keep"
     targets = data.get("targets", [])
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         return "targets"
@@ -246,6 +285,11 @@ COMPARED = (
     "makeFolders",
     "renameFrom",
     "lockChange",
+    "version",
+    "stage",
+    "retireTo",
+    "pruneVersions",
+    "aliasMoves",
 )
 
 

@@ -28,7 +28,9 @@ from .publish import check_conflict, sibling_refusal
 from .remotes.base import ARTIFACT, FOLDER, Node, ObjectInfo, Remote, absolute_folder
 
 Identity = tuple[str, str]  # alternativeName, createdTimestamp
-Read = tuple[str, str]  # (kind, path): kind is "node", "listing" or "created"
+# (kind, path): kind is "node", "listing", "created", "children" (a folder's nodes) or
+# "identity" (a new version's identity, minted on demand: path is the artifact's name)
+Read = tuple[str, str]
 Reads = Mapping[Read, Any]
 
 
@@ -181,6 +183,10 @@ def _decide(desired: Desired, reads: Reads, user: str) -> ArtifactPlan:
     spec, folder = desired.spec, desired.folder
     path = f"{folder}/{spec.name}"
     node: Node | None = _get(reads, "node", path)
+    if spec.versioned:
+        from .planversions import decide_versioned
+
+        return decide_versioned(desired, reads, user, node)
     if node is None:
         renamed = _rename(desired, reads)
         return renamed or _create(desired, reads, user, path)
@@ -377,12 +383,19 @@ def object_changes(
 # -- reading what decide needs ----------------------------------------------------------
 
 
-def read(remote: Remote, what: Read) -> Any:
+Mint = Callable[[str], Identity]
+
+
+def read(remote: Remote, what: Read, mint: Mint | None = None) -> Any:
     kind, path = what
     if kind == "node":
         return remote.node_info(path)
     if kind == "listing":
         return tuple(remote.list_objects(path))
+    if kind == "children":
+        return tuple(remote.list_nodes(path))
+    if kind == "identity":
+        return mint(path) if mint else _fresh_identity(path)
     node = remote.node_info(path)  # "created": the createdTimestamp of an adopted node
     return None if node is None else _created_of(remote, node)
 
@@ -393,33 +406,48 @@ def _created_of(remote: Remote, node: Node) -> str:
     return str(remote_metadata(remote, node).get("createdTimestamp") or node.created_at)
 
 
+def _fresh_identity(name: str) -> Identity:
+    from .identity import new_identity
+
+    created, alt = new_identity(name)
+    return alt, created
+
+
 def resolve(
-    remote: Remote, decider: Callable[[Reads], ArtifactPlan | Need], known: Reads | None = None
+    remote: Remote,
+    decider: Callable[[Reads], ArtifactPlan | Need],
+    known: Reads | None = None,
+    mint: Mint | None = None,
 ) -> ArtifactPlan:
     """Run a decider, reading from the remote exactly what its decision turns on
-    (``known``: reads made already, for many artifacts at once)."""
+    (``known``: reads made already, for many artifacts at once; ``mint``: makes and
+    remembers a new version's identity)."""
     reads: dict[Read, Any] = dict(known or {})
     while True:
         out = decider(reads)
         if isinstance(out, ArtifactPlan):
             return out
-        reads[out.read] = read(remote, out.read)
+        reads[out.read] = read(remote, out.read, mint)
 
 
 def plan_one(
-    remote: Remote, desired: Desired, user: str, known: Reads | None = None
+    remote: Remote,
+    desired: Desired,
+    user: str,
+    known: Reads | None = None,
+    mint: Mint | None = None,
 ) -> ArtifactPlan:
-    return resolve(remote, lambda reads: decide(desired, reads, user), known)
+    return resolve(remote, lambda reads: decide(desired, reads, user), known, mint)
 
 
 def plan_artifacts(
-    remote: Remote, desired: Mapping[str, Desired], user: str
+    remote: Remote, desired: Mapping[str, Desired], user: str, mint: Mint | None = None
 ) -> tuple[ArtifactPlan, ...]:
     """Every artifact's plan; the node each one decides on first (F/N) is read for all
     of them in one batch, so a no-op plan of many artifacts costs one request."""
     paths = [f"{d.folder}/{d.spec.name}" for d in desired.values()]
     known = dict(zip((("node", p) for p in paths), remote.node_infos(paths), strict=True))
-    return tuple(plan_one(remote, d, user, known) for d in desired.values())
+    return tuple(plan_one(remote, d, user, known, mint) for d in desired.values())
 
 
 # -- orphans: in the lock, not in the manifest ------------------------------------------
@@ -460,7 +488,30 @@ def decide_orphan(orphan: Orphan, reads: Reads, prune: bool) -> ArtifactPlan | N
     if node.extra_dict.get("alternativeName") != orphan.entry.alternativeName:
         message = f"{orphan.path} now holds another artifact: left alone"
         return replace(base, message=message, seen=seen_of(node))
-    return replace(base, action="delete", message="", seen=seen_of(node), lock_change=True)
+    deleted = replace(base, action="delete", message="", seen=seen_of(node), lock_change=True)
+    if not orphan.entry.version:
+        return deleted
+    try:
+        return _prune_versions(deleted, node, reads)
+    except _Missing as missing:
+        return Need(missing.read)
+
+
+def _prune_versions(plan: ArtifactPlan, node: Node, reads: Reads) -> ArtifactPlan:
+    """A versioned artifact's versions go with it, except those an alias names: they
+    stay (the newest stays at F/N, an orphan still), and so their numbers stay taken."""
+    from .versions import aliases, label, version_nodes
+
+    name = plan.path.rpartition("/")[2]
+    children: tuple[Node, ...] = _get(reads, "children", plan.folder)
+    versions = version_nodes(children, plan.folder, name)
+    prune = tuple(n.path for n in versions if not aliases(n) and n.path != node.path)
+    kept = [label(n, name) for n in versions if aliases(n)]
+    note = f"keeps {', '.join(kept)}: an alias names it (see manifest-tool tag --delete)"
+    if aliases(node):
+        return replace(plan, action="orphan", lock_change=False, prune_versions=prune,
+                       message=f"{plan.message}; {note}")  # fmt: skip
+    return replace(plan, prune_versions=prune, message=note if kept else "")
 
 
 def plan_orphan(remote: Remote, orphan: Orphan, prune: bool) -> ArtifactPlan:

@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from .errors import ConflictError, InvalidInput, NameConflict, RevisionMismatch
-from .hashing import content_digest
+from .hashing import rows_digest
 from .model import CONFLICT_STRATEGIES
 from .paths import RESERVED_ROOT_NAMES
-from .remotes.base import ARTIFACT, FOLDER, Node, Remote, Upload
+from .remotes.base import ARTIFACT, FOLDER, Node, Remote, Upload, each_object
 
 Progress = Callable[[Upload], None]
 
@@ -120,13 +120,12 @@ def _changed(node_path: str) -> str:
 def _check_objects(
     remote: Remote, node_path: str, digest: str, references: Mapping[str, str]
 ) -> None:
-    listed: list[dict[str, object]] = [
-        {"path": o.path, "size_bytes": o.size_bytes, "checksum": o.checksum}
-        for o in remote.list_objects(node_path)
+    listed = (
+        (o.path, o.size_bytes, o.checksum)
+        for o in each_object(remote, node_path)
         if o.path not in RESERVED_ROOT_NAMES
-    ]
-    refs: list[dict[str, object]] = [{"path": k, "uri": v} for k, v in references.items()]
-    if content_digest([*listed, *refs]) != digest:
+    )
+    if rows_digest(listed, references.items()) != digest:
         raise ConflictError(_changed(node_path))
 
 

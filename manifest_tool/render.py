@@ -15,6 +15,7 @@ FOLD = 20
 SYMBOL = {
     "create": "+",
     "new": "+",
+    "version": "+",
     "update": "~",
     "metadata": "~",
     "rename": "~",
@@ -56,7 +57,20 @@ def _artifact_lines(ap: ArtifactPlan, verbose: bool) -> list[str]:
     if len(objects) > FOLD and not verbose:
         more = len(objects) - FOLD
         objects = [*objects[:FOLD], f"    ... and {more} more (--verbose shows all)"]
-    return [head, *rows, *objects]
+    return [head, *rows, *_version_rows(ap), *objects]
+
+
+def _version_rows(ap: ArtifactPlan) -> list[str]:
+    """Where the replaced version goes, the aliases that move, the versions pruned."""
+    rows = []
+    if ap.retire_to:
+        rows.append(f"    ~ the version at {ap.path} now stays at {ap.retire_to}")
+    rows += [
+        f"    ~ aliases of {path}: {', '.join(held) or 'none'}" for path, held in ap.alias_moves
+    ]
+    why = "apply --prune" if ap.action in ("orphan", "delete") else "keep_versions"
+    rows += [f"    - version {path} ({why})" for path in ap.prune_versions]
+    return rows
 
 
 def _new_keys(ap: ArtifactPlan) -> set[str]:
@@ -83,13 +97,16 @@ def _describe(ap: ArtifactPlan) -> str:
         tail = f": {ap.message}" if ap.message else ""
         return f"delete {ap.path or '(never published)'}{tail}"
     if ap.action == "none":
-        return f"up to date at {ap.path}"
+        return f"up to date at {ap.path}" + (f" (v{ap.version})" if ap.version else "")
     if ap.action == "metadata":
         return f"update labels/description of {ap.path}"
     size = _upload_size(ap)
     counts = f"{len(ap.upload)} to upload ({human_size(size)}), {len(ap.delete)} to delete"
     if ap.action == "rename":
         return f"rename {ap.rename_from} -> {ap.path}: {counts}"
+    if ap.stage:
+        note = f"; {ap.message}" if ap.message else ""
+        return f"{ap.action} v{ap.version} at {ap.path} (built at {ap.stage}): {counts}{note}"
     return f"{ap.action} {ap.path}: {counts}"
 
 
@@ -102,19 +119,31 @@ def _upload_size(ap: ArtifactPlan) -> int:
 
 def summary(plan: Plan) -> str:
     counted = [a for a in plan.artifacts if a.changes or a.action in ("error", "orphan")]
-    actions = Counter(a.action for a in counted)
+    actions = Counter(_counted_as(a) for a in counted)
     uploads = sum(len(a.upload) for a in plan.artifacts)
     deletes = sum(len(a.delete) for a in plan.artifacts)
     parts = [f"{n} {action}" for action, n in sorted(actions.items())]
-    return f"Plan: {', '.join(parts)}; {uploads} object(s) to upload, {deletes} to delete."
+    text = f"Plan: {', '.join(parts)}; {uploads} object(s) to upload, {deletes} to delete"
+    versions = sum(len(a.prune_versions) for a in plan.artifacts)
+    moves = sum(len(a.alias_moves) for a in plan.artifacts)
+    extra = [f"{versions} old version(s) to delete"] if versions else []
+    extra += [f"{moves} version(s) whose aliases change"] if moves else []
+    return text + "".join(f", {e}" for e in extra) + "."
+
+
+def _counted_as(ap: ArtifactPlan) -> str:
+    """An artifact whose content is up to date but whose versions change (retention,
+    aliases) is counted as that, not as 'none'."""
+    return "versions" if ap.action == "none" and ap.retention else ap.action
 
 
 def render_applied(results: Sequence[Applied], seconds: float) -> str:
     lines = []
     for r in results:
-        if r.action in ("create", "new", "update", "replace"):
+        if r.action in ("create", "new", "update", "replace", "version"):
+            number = f" v{r.version} at" if r.version else ""
             lines.append(
-                f"{r.name}: {r.action} {r.path}: uploaded {r.uploaded} object(s) "
+                f"{r.name}: {r.action}{number} {r.path}: uploaded {r.uploaded} object(s) "
                 f"({human_size(r.uploaded_bytes)}), deleted {r.deleted}"
             )
         elif r.action == "metadata":
@@ -128,6 +157,10 @@ def render_applied(results: Sequence[Applied], seconds: float) -> str:
             lines.append(f"{r.name}: skipped ({r.path} holds another artifact)")
         elif r.action == "delete":
             lines.append(f"{r.name}: deleted {r.path or '(never published)'} (pruned)")
+        why = "pruned" if r.action in ("delete", "orphan") else "keep_versions"
+        lines += [f"{r.name}: aliases of {path}: {', '.join(held) or 'none'}"
+                  for path, held in r.aliases.items()]  # fmt: skip
+        lines += [f"{r.name}: deleted old version {path} ({why})" for path in r.pruned]
     sent = sum(r.uploaded_bytes for r in results)
     count = sum(r.uploaded for r in results)
     lines.append(

@@ -18,7 +18,7 @@ from .model import ArtifactSpec, LocalFile, Reference
 from .paths import RESERVED_ROOT_NAMES
 from .plan import ArtifactPlan, Desired
 from .publish import history_entry
-from .remotes.base import ARTIFACT, Node, ObjectInfo, Remote, Upload, absolute_folder
+from .remotes.base import ARTIFACT, Node, ObjectInfo, Remote, Upload, absolute_folder, each_object
 
 if TYPE_CHECKING:
     from .artifact import Artifact
@@ -123,8 +123,14 @@ def _references(objects: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 
 def node_for(remote: Remote, path: str) -> Node:
-    """The Artifact node at ``path`` (relative -> below /<user>/), or a clear error."""
-    full = absolute_folder(path, remote.whoami())
+    """The Artifact node at ``path`` (relative -> below /<user>/), or a clear error.
+    ``PATH@REF`` names one version of it (see versions.py)."""
+    from .versions import resolve, split_ref
+
+    ref = split_ref(path)
+    full = absolute_folder(ref.path, remote.whoami())
+    if ref.ref:
+        full = resolve(remote, replace(ref, path=full))
     node = remote.node_info(full)
     if node is None:
         raise NotFound(
@@ -193,7 +199,8 @@ def _read_yaml_object(remote: Remote, node: Node, present: dict[str, ObjectInfo]
 
 def remote_metadata(remote: Remote, node: Node) -> dict[str, Any]:
     """The node's ``metadata.yaml``, or what the node itself says when it has none."""
-    present = {o.path: o for o in remote.list_objects(node.path)}
+    # only metadata.yaml's entry is kept: an artifact may hold 300,000 objects
+    present = {o.path: o for o in each_object(remote, node.path) if o.path == "metadata.yaml"}
     data = _read_yaml_object(remote, node, present, "metadata.yaml")
     return data if isinstance(data, dict) else _metadata_of(node)
 

@@ -97,13 +97,17 @@ def make_plan(
     identities: Mapping[str, Identity] | None = None,
     expansions: Mapping[str, Expansion] | None = None,
     prune: bool = False,
+    keep: int | None = None,
 ) -> Plan:
     """Plan the selected artifacts (and, with no targets, the orphans in the lock).
 
     Writes only caches: the hash index, and identities minted for artifacts the lock
-    does not know yet, so that the apply after this plan uses the ones it showed.
+    does not know yet (or for their next version), so that the apply after this plan
+    uses the ones it showed. ``keep``: retention for every versioned artifact.
     """
     specs = ws.manifest.select(targets)
+    if keep is not None:
+        specs = tuple(replace(s, keep_versions=keep) if s.versioned else s for s in specs)
     expansions = expansions or expand_all(ws.manifest, specs)
     lock, hashes = ws.lock(), HashCache(ws.cache_dir / "hashes")
     # per manifest: two manifests in one directory may declare artifacts of one name
@@ -114,18 +118,20 @@ def make_plan(
     for spec in specs:
         desired[spec.name] = _desired(ws, spec, expansions[spec.name], lock, chosen, minted, hashes)
     hashes.save()
-    minted.save()
     plans = [
         replace(ap, lock_change=lock_change(ap, lock))
-        for ap in plan_artifacts(ws.remote, desired, ws.user)
+        for ap in plan_artifacts(ws.remote, desired, ws.user, minted.mint)
     ]
+    minted.save()
     plans = refuse_nested(plans)
     if not targets:
         used = {p for ap in plans for p in (ap.path, ap.rename_from)}
         left = [o for o in orphans(ws, lock, desired) if o.path not in used]
         plans += [plan_orphan(ws.remote, o, prune) for o in left]
     warnings = tuple(w for e in expansions.values() for w in e.warnings)
-    return Plan(ws.manifest.path, ws.remote.url, tuple(plans), warnings, prune, targets)
+    if keep is not None and not any(s.versioned for s in specs):
+        warnings += ("--keep applies to artifacts with versions: keep, and none is selected",)
+    return Plan(ws.manifest.path, ws.remote.url, tuple(plans), warnings, prune, targets, keep)
 
 
 def refuse_nested(plans: list[ArtifactPlan]) -> list[ArtifactPlan]:
@@ -181,9 +187,12 @@ def _desired(
         save_staged(ws.cache_dir, name, snapshot(d))
         hashes.forget(f.source for f in d.declared)
     adopt = entry is None or entry.alternativeName != identity[0]
+    pending = chosen.get(name)
+    upcoming = pending if spec.versioned and not adopt and pending != identity else None
     return replace(
-        d, previous_path=previous, moved_from=moved_from, retired=retired, adopt=adopt
-    )
+        d, previous_path=previous, moved_from=moved_from, retired=retired, adopt=adopt,
+        next_identity=upcoming,
+    )  # fmt: skip
 
 
 def _elsewhere(entry: LockEntry, folder: str, url: str) -> bool:
@@ -200,7 +209,8 @@ def lock_change(ap: ArtifactPlan, lock: Mapping[str, LockEntry]) -> bool:
     old = lock.get(d.spec.name)
     if old is None or d.moved_from or d.retired is not None:
         return True
-    return (old.alternativeName, old.createdTimestamp, old.contentDigest) != ap.lock_identity(old)
+    held = (old.alternativeName, old.createdTimestamp, old.contentDigest, old.version)
+    return held != ap.lock_identity(old)
 
 
 def orphans(

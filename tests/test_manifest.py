@@ -18,7 +18,8 @@ OBJECT_KEYS = (
     "file, dir, glob, reference, obj_path, exclude, base, if_no_files_found, symlinks, hidden"
 )
 ARTIFACT_KEYS = (
-    "name, description, labels, folder, make_folder, conflict_strategy, alternative_name, objects"
+    "name, description, labels, folder, make_folder, conflict_strategy, versions, keep_versions,"
+    " aliases, alternative_name, objects"
 )
 KEYS_HINT = (
     "keys never live in the manifest (set MANIFEST_TOOL_API_KEY or use the T9k config file, "

@@ -323,6 +323,9 @@ class _LateWriter:
             self._other.put_object(node_path, Upload("late.bin", md5_bytes(data), 10, data=data))
         return listing
 
+    def iter_objects(self, node_path: str) -> Any:  # the paged listing seal reads
+        return iter(self.list_objects(node_path))
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 

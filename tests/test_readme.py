@@ -71,3 +71,31 @@ def test_every_command_has_help() -> None:
             [sys.executable, "-m", "manifest_tool", name, "--help"], capture_output=True, text=True
         )
         assert proc.returncode == 0 and "Usage:" in proc.stdout, name
+
+
+def test_versions_example_runs_as_written(tmp_path: Path) -> None:
+    """The Versions section's shell block, run by bash in an empty directory."""
+    section = README.split("## Versions", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, args in (("manifest-tool", "-m manifest_tool"), ("python", "")):
+        shim = bin_dir / name
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" {args} "$@"\n')
+        shim.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**_env(tmp_path), "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block.group(1)],
+        cwd=work, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "+ mnist: version v2 at /readme/default/mnist" in out
+    assert "baseline -> v1" in out
+    listed = [line.split()[:2] for line in out.splitlines() if re.match(r"v\d+ ", line)]
+    assert listed == [["v2", "latest,prod"], ["v1", "baseline"]]
+    assert "label,1" in out.splitlines()
+    assert "'data/labels.csv'" in out  # load_artifact of v1

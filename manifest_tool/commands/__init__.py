@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("remote_cmds", "ls_command"),
     "pull": ("remote_cmds", "pull_command"),
     "lineage": ("lineage_cmd", "lineage_command"),
+    "versions": ("versions_cmd", "versions_command"),
+    "tag": ("versions_cmd", "tag_command"),
     "schema": ("validate_cmd", "schema_command"),
     "serve": ("serve", "serve"),
     "user": ("serve", "user"),

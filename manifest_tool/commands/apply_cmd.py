@@ -18,7 +18,7 @@ from ..plan import Plan, check_fresh, read_saved, saved_identities
 from ..progress import hashing_notices, progress_bars
 from ..render import render_applied, render_plan
 from ..workspace import Workspace, make_plan, open_workspace
-from .common import gather, manifest_options
+from .common import gather, keep_option, manifest_options
 
 
 @click.command("apply")
@@ -26,10 +26,17 @@ from .common import gather, manifest_options
 @click.argument("planfile", required=False, type=click.Path(path_type=Path))
 @click.option("--workers", default=4, show_default=True, help="Parallel uploads.")
 @click.option("--prune", is_flag=True, help="Delete the nodes of artifacts no longer declared.")
+@keep_option
 @click.pass_context
 @handle_errors
 def apply_command(
-    ctx: click.Context, /, planfile: Path | None, workers: int, prune: bool, **kw: object
+    ctx: click.Context,
+    /,
+    planfile: Path | None,
+    workers: int,
+    prune: bool,
+    keep: int | None,
+    **kw: object,
 ) -> None:
     """Upload what changed so the remote matches the manifest (a second run does nothing)."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
@@ -37,7 +44,7 @@ def apply_command(
     ws = open_workspace(opts.manifest, opts.vars, opts.remote)
     with exclusive_apply(ws.em_dir):
         with hashing_notices(not opts.quiet and not opts.json, opts.no_color):
-            plan = _plan(ws, opts.targets, planfile, prune)
+            plan = _plan(ws, opts.targets, planfile, prune, keep)
         for warning in plan.warnings:
             click.echo(f"warning: {warning}", err=True)
         if not plan.changes and not plan.errors:
@@ -66,9 +73,11 @@ def apply_command(
         click.echo(paint_plan(text) if use_color(opts.no_color, sys.stdout) else text)
 
 
-def _plan(ws: Workspace, targets: tuple[str, ...], planfile: Path | None, prune: bool) -> Plan:
+def _plan(
+    ws: Workspace, targets: tuple[str, ...], planfile: Path | None, prune: bool, keep: int | None
+) -> Plan:
     if planfile is None:
-        return make_plan(ws, targets, prune=prune)
+        return make_plan(ws, targets, prune=prune, keep=keep)
     if targets:
         raise InvalidInput(
             f"--target does not go with a saved plan: {planfile} already names its artifacts"
@@ -79,6 +88,13 @@ def _plan(ws: Workspace, targets: tuple[str, ...], planfile: Path | None, prune:
             f"{planfile} was planned {'with' if saved.get('prune') else 'without'} --prune;"
             " give apply the same, or run 'manifest-tool plan' again"
         )
+    saved_keep = saved.get("keep")
+    if keep is not None and keep != saved_keep:
+        raise StalePlan(
+            f"{planfile} was planned with --keep {saved_keep or '(none)'}; give apply the"
+            " same, or run 'manifest-tool plan' again"
+        )
+    keep = saved_keep  # the saved plan's retention, as it showed it
     names = tuple(str(t) for t in saved.get("targets") or ())
     unknown = sorted(set(names) - {a.name for a in ws.manifest.artifacts})
     if unknown:
@@ -86,7 +102,7 @@ def _plan(ws: Workspace, targets: tuple[str, ...], planfile: Path | None, prune:
             f"{planfile} is stale: artifact '{unknown[0]}' was removed since; "
             "run 'manifest-tool plan' again"
         )
-    fresh = make_plan(ws, names, identities=saved_identities(saved), prune=prune)
+    fresh = make_plan(ws, names, identities=saved_identities(saved), prune=prune, keep=keep)
     check_fresh(saved, fresh, planfile)
     return fresh
 

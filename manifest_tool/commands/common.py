@@ -62,6 +62,14 @@ def manifest_options(func: F) -> F:
     return func
 
 
+def keep_option(func: F) -> F:
+    """--keep N: retention for every artifact with versions: keep (over keep_versions)."""
+    return click.option(
+        "--keep", type=click.IntRange(min=1), default=None, metavar="N",
+        help="Versions to keep per versioned artifact (the newest N, and aliased ones).",
+    )(func)  # fmt: skip
+
+
 def gather(ctx: click.Context, manifest: Path | None, targets: tuple[str, ...],
            vars_: tuple[str, ...], remote: str | None, as_json: bool, quiet: bool,
            no_color: bool = False) -> Options:

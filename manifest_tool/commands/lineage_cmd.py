@@ -8,6 +8,7 @@ inputs and outputs.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -16,8 +17,9 @@ from ..cli import handle_errors
 from ..errors import InvalidInput, NodeNotFound
 from ..remotes import Lineage, Node, absolute_folder
 from ..remotes.base import FOLDER, RUN
+from ..versions import resolve, split_ref
 from .common import gather, manifest_options
-from .remote_cmds import KINDS, remote_and_paths
+from .remote_cmds import KINDS, artifact_path, remote_and_paths
 
 
 @click.command("lineage")
@@ -27,10 +29,13 @@ from .remote_cmds import KINDS, remote_and_paths
 @handle_errors
 def lineage_command(ctx: click.Context, /, path: str, **kw: object) -> None:
     """Show which Runs used or produced the artifact at PATH (a manifest name or a
-    remote path); for a Run, its inputs and outputs."""
+    remote path, NAME@v2 for one version); for a Run, its inputs and outputs."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     remote, paths = remote_and_paths(opts)
-    target = paths.get(path) or absolute_folder(path, remote.whoami())
+    ref = split_ref(artifact_path(paths, path))
+    target = absolute_folder(ref.path, remote.whoami())
+    if ref.ref:
+        target = resolve(remote, replace(ref, path=target))
     node = remote.node_info(target)
     if node is None:
         raise NodeNotFound(target, f"nothing at {target} on {remote.url} (see manifest-tool ls)")

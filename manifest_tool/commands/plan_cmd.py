@@ -14,7 +14,7 @@ from ..plan import save_plan
 from ..progress import hashing_notices
 from ..render import render_plan
 from ..workspace import make_plan, open_workspace
-from .common import gather, manifest_options
+from .common import gather, keep_option, manifest_options
 
 
 @click.command("plan")
@@ -23,6 +23,7 @@ from .common import gather, manifest_options
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 no changes, 1 error, 2 changes.")
 @click.option("--verbose", "-v", is_flag=True, help="List every object path, unfolded.")
 @click.option("--prune", is_flag=True, help="Plan to delete artifacts no longer declared.")
+@keep_option
 @click.pass_context
 @handle_errors
 def plan_command(
@@ -32,13 +33,14 @@ def plan_command(
     detailed_exitcode: bool,
     verbose: bool,
     prune: bool,
+    keep: int | None,
     **kw: object,
 ) -> None:
     """Show what differs between the manifest, the local state and the remote."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     ws = open_workspace(opts.manifest, opts.vars, opts.remote)
     with hashing_notices(not opts.quiet and not opts.json, opts.no_color):
-        plan = make_plan(ws, opts.targets, prune=prune)
+        plan = make_plan(ws, opts.targets, prune=prune, keep=keep)
     for warning in plan.warnings:
         click.echo(f"warning: {warning}", err=True)
     if out:

@@ -14,6 +14,7 @@ from ..lockfile import lock_path, read_lock
 from ..manifest import load_manifest
 from ..remotes import Remote, absolute_folder, open_remote
 from ..transfer import pull_into
+from ..versions import split_ref
 from .common import Options, gather, manifest_options
 
 KINDS = {"Folder": "dir ", "Run": "run "}  # the first column of ls; anything else: art
@@ -34,6 +35,13 @@ def remote_and_paths(opts: Options) -> tuple[Remote, dict[str, str]]:
         if entry.remote.get("path"):
             paths[name] = entry.remote["path"]
     return remote, paths
+
+
+def artifact_path(paths: dict[str, str], name_or_path: str) -> str:
+    """A manifest NAME (or remote PATH), with any ``@REF`` kept: NAME@v2 -> F/N@v2."""
+    ref = split_ref(name_or_path)
+    path = paths.get(ref.path, ref.path)
+    return f"{path}@{ref.ref}" if ref.ref else path
 
 
 @click.command("ls")
@@ -74,11 +82,12 @@ def ls_command(ctx: click.Context, /, folder: str | None, **kw: object) -> None:
 def pull_command(
     ctx: click.Context, /, name_or_path: str, dest: Path | None, force: bool, **kw: object
 ) -> None:
-    """Download an artifact (a manifest NAME or a remote PATH), verifying every checksum."""
+    """Download an artifact (a manifest NAME or a remote PATH), verifying every checksum.
+    NAME@v2, NAME@latest, NAME@ALIAS or NAME@ALTERNATIVE_NAME pulls one version."""
     opts = gather(ctx, **kw)  # type: ignore[arg-type]
     remote, paths = remote_and_paths(opts)
-    path = paths.get(name_or_path, name_or_path)
-    target = dest or Path(path.rstrip("/").rsplit("/", 1)[-1])
+    path = artifact_path(paths, name_or_path)
+    target = dest or Path(split_ref(path).path.rstrip("/").rsplit("/", 1)[-1])
     got = pull_into(remote, path, target, force)
     if opts.json:
         body = {"path": got.path, "dest": str(target), "objects": got.objects,

@@ -138,14 +138,15 @@ class ObjectInfo(NamedTuple):
         }
 
     @classmethod
-    def from_api(cls, data: dict[str, Any]) -> ObjectInfo:
-        return cls(
-            path=str(data["path"]),
-            size_bytes=int(data.get("size_bytes", 0)),
-            checksum=str(data.get("checksum", "")),
-            mtime=str(data.get("mtime", "")),
-            content_type=str(data.get("content_type", "application/octet-stream")),
-        )
+    def from_api(cls, data: dict[str, Any], shared: dict[str, str] | None = None) -> ObjectInfo:
+        """From a listing row; ``shared`` gives rows of one listing one copy of each
+        mtime and content type (a batch has one mtime, most objects one type)."""
+        mtime = str(data.get("mtime", ""))
+        ctype = str(data.get("content_type", "application/octet-stream"))
+        if shared is not None:
+            mtime, ctype = shared.setdefault(mtime, mtime), shared.setdefault(ctype, ctype)
+        return cls(str(data["path"]), int(data.get("size_bytes", 0)),
+                   str(data.get("checksum", "")), mtime, ctype)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,13 @@ class Remote(Protocol):
     def get_object(self, node_path: str, key: str, dest: Path) -> None: ...
     def delete_objects(self, node_path: str, keys: Iterable[str]) -> None: ...
     def close(self) -> None: ...
+
+
+def each_object(remote: Remote, node_path: str) -> Iterable[ObjectInfo]:
+    """The node's objects, a page at a time where the remote can (both of ours): a
+    reader that looks at each once need not hold a listing of 300,000."""
+    pages: Callable[[str], Iterable[ObjectInfo]] | None = getattr(remote, "iter_objects", None)
+    return pages(node_path) if pages is not None else remote.list_objects(node_path)
 
 
 def absolute_folder(folder: str, user: str) -> str:

@@ -1,13 +1,16 @@
-"""Upload bodies for the HTTP remote: multipart/form-data streamed from a file."""
+"""Upload bodies for the HTTP remote: multipart/form-data streamed from a file, or
+built whole for a batch of small objects."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from ..errors import ChecksumMismatch
+from ..errors import ChecksumMismatch, MissingSource
+from .base import Upload
 
 BLOCK = 1024 * 1024
 
@@ -76,3 +79,42 @@ def _file_range(path: str | Path | None, offset: int, length: int) -> Iterator[b
                 raise ChecksumMismatch(f"{path} shrank while it was being uploaded")
             length -= len(block)
             yield block
+
+
+def batch_form(uploads: Sequence[Upload]) -> tuple[str, bytes]:
+    """The body of a batch upload (docs/protocol.md): the field ``index`` naming each
+    object's key, size and MD5, then ``content``, their bytes back to back. Small
+    objects only: the whole body is built in memory."""
+    blobs = [_whole(u) for u in uploads]
+    index = {
+        "objects": [
+            {"path": u.key, "size": len(b), "md5": u.md5}
+            for u, b in zip(uploads, blobs, strict=True)
+        ]
+    }
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="index"\r\n'
+        "Content-Type: application/json\r\n\r\n"
+    ).encode()
+    middle = (
+        f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="content"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    body = b"".join([head, json.dumps(index).encode(), middle, *blobs, tail])
+    return f"multipart/form-data; boundary={boundary}", body
+
+
+def _whole(upload: Upload) -> bytes:
+    """An upload's bytes; a file that grew since it was hashed is read one byte past
+    its size, enough for the server's MD5 check to refuse it."""
+    if upload.data is not None:
+        return upload.data
+    assert upload.source is not None, "an Upload has a source or data"
+    try:
+        with open(upload.source, "rb") as fh:
+            return fh.read(upload.size + 1)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise MissingSource(f"cannot read '{upload.source}': {reason} (check it)") from None

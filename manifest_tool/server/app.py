@@ -1,4 +1,4 @@
-"""The ASGI app: docs/protocol.md's calls over one embedded Store."""
+"""The ASGI app: docs/protocol.md's calls over one Store (embedded or shared)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from ..remotes.store import Store
-from . import graphs, health, multipart, nodes, objects, ui
+from . import batch, graphs, health, multipart, nodes, objects, ui
 from .accesslog import AccessLog
 from .context import Context, user_of
 from .errors import error_response
@@ -26,9 +26,12 @@ from .sweeper import sweeping
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(data_dir: Path, prefix: str = "", limits: Limits | None = None) -> AccessLog:
-    """The server over the store in ``data_dir``, its API mounted below ``prefix``."""
-    store = Store(Path(data_dir))
+def create_app(
+    data: Path | Store, prefix: str = "", limits: Limits | None = None
+) -> AccessLog:
+    """The server over ``data`` (a store, or the embedded store's directory), its API
+    mounted below ``prefix``."""
+    store = data if isinstance(data, Store) else Store(Path(data))
     routes = _routes()
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     app = Starlette(
@@ -92,6 +95,7 @@ def _routes() -> list[BaseRoute]:
         "/apis/v1/objects/ls": {"GET": objects.list_objects},
         "/apis/v1/objects": {"GET": objects.get_object, "POST": objects.put_object},
         "/apis/v1/objects/delete": {"POST": objects.delete_objects},
+        "/apis/v1/objects/batch": {"POST": batch.put_batch},
         "/apis/v1/objects/multipart": {"POST": multipart.start},
         "/apis/v1/objects/multipart/{upload_id}": {
             "PUT": multipart.put_part,

@@ -24,3 +24,7 @@ class Limits:
     upload_threads: int = 16  # uploads being written at once; other calls never wait
     # of those, one user's at once: a user's slow uploads cannot hold every thread
     uploads_per_user: int = 4
+    # a batch upload is held in memory whole: these bound it (and a user's slots, how
+    # many one user holds at once)
+    batch_objects: int = 1000
+    batch_bytes: int = 16 * MiB  # the objects' bytes together

@@ -24,7 +24,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UPLOAD_BUCKETS = (0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0, 600.0)
 # (method, route template) of the calls that write object bytes
 UPLOADS = frozenset(
-    {("POST", "/apis/v1/objects"), ("PUT", "/apis/v1/objects/multipart/{upload_id}")}
+    {
+        ("POST", "/apis/v1/objects"),
+        ("POST", "/apis/v1/objects/batch"),
+        ("PUT", "/apis/v1/objects/multipart/{upload_id}"),
+    }
 )
 ROUTE_KEY = "manifest_tool.route"  # set in the scope by the route that answered
 UNMATCHED = "unmatched"
@@ -85,7 +89,7 @@ class Metrics:
         lines += _single("request_bytes_total", "counter", "Body bytes read.", self.bytes_in)
         lines += _single("response_bytes_total", "counter", "Body bytes sent.", self.bytes_out)
         lines += [
-            "# HELP manifest_tool_upload_seconds Time to answer a good object or part upload.",
+            "# HELP manifest_tool_upload_seconds Time to answer a good object, part or batch put.",
             "# TYPE manifest_tool_upload_seconds histogram",
             *self.uploads.lines("manifest_tool_upload_seconds"),
         ]
@@ -107,14 +111,14 @@ def _label(value: str) -> str:
 
 def store_size(store: Store) -> tuple[int, int, int]:
     """(objects, their bytes, bytes of distinct blobs): one read of the objects table."""
-    conn = store.db.conn()
-    objects, object_bytes = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects"
-    ).fetchone()
-    (blob_bytes,) = conn.execute(
-        "SELECT COALESCE(SUM(size), 0) FROM (SELECT blob, MAX(size) AS size FROM objects"
-        " GROUP BY blob)"
-    ).fetchone()
+    with store.db.read() as conn:
+        objects, object_bytes = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects"
+        ).fetchone()
+        (blob_bytes,) = conn.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM (SELECT blob, MAX(size) AS size FROM objects"
+            " GROUP BY blob) AS distinct_blobs"
+        ).fetchone()
     return int(objects), int(object_bytes), int(blob_bytes)
 
 
