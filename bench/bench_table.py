@@ -105,8 +105,9 @@ def header(bench: Bench, quick: bool, load: float, minutes: float, done: bool) -
         f"{'' if done else '(Partial: the run goes on.) '}"
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python bench/bench_table.py"
         f"{' --quick' if quick else ''}` in {minutes:.1f} min: code {git_head(ROOT)}, "
-        f"Python {platform.python_version()}, {os.cpu_count()} cores (load {load:.1f} at "
-        f"the start), DVC {dvc}. Plans, `git status` and curl: the median of 3 runs (plans "
+        f"Python {platform.python_version()}, {os.cpu_count()} cores (load average {load:.1f} "
+        f"at the start, {os.getloadavg()[0]:.1f} at the end), DVC {dvc}. Plans, `git status` "
+        f"and curl: the median of 3 runs (plans "
         f"and git after one warm-up run; one run when it takes over 10 s); first applies and "
         f"DVC: one run.\n"
     )
