@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections import Counter
@@ -51,36 +51,50 @@ class Run:
     err: str
 
 
+# GNU time reports the peak RSS of the command alone. A child's own rusage would not:
+# at exec the kernel keeps the parent's peak (shared until then) as the child's, so a
+# big parent (pytest, say) would show up in every figure.
+GNU_TIME = "/usr/bin/time"
+
+
 def run(
     cmd: Sequence[str], cwd: Path, env: dict[str, str], timeout: float, ok: Sequence[int] = (0,)
 ) -> Run:
     """Run ``cmd`` to its end; its wall time and peak RSS, or BenchError."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start_at = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=out, stderr=err)
-        killer = threading.Timer(timeout, proc.kill)
-        killer.start()
-        try:
-            # wait4 rather than Popen.wait: its rusage is this child's alone, where
-            # getrusage(RUSAGE_CHILDREN) keeps the largest child seen so far
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
-        seconds = time.perf_counter() - start_at
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        with tempfile.NamedTemporaryFile("r") as rss:
+            timed = os.access(GNU_TIME, os.X_OK)
+            wrapped = [GNU_TIME, "-f", "%M", "-o", rss.name, *cmd] if timed else list(cmd)
+            start_at = time.perf_counter()
+            proc = subprocess.Popen(
+                wrapped, cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True
+            )
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # the command too, not only GNU time
+                proc.wait()
+            seconds = time.perf_counter() - start_at
+            peak = _peak_mib(rss.read()) if timed else float("nan")
         out.seek(0)
         err.seek(0)
         done = Run(
-            seconds,
-            usage.ru_maxrss / 1024,
-            out.read().decode(errors="replace"),
-            err.read().decode(errors="replace"),
+            seconds, peak, out.read().decode(errors="replace"), err.read().decode(errors="replace")
         )
     if proc.returncode not in ok:
         why = "timed out" if seconds >= timeout else f"exit {proc.returncode}"
         tail = (done.err.strip() or done.out.strip())[-300:]
         raise BenchError(f"{' '.join(cmd[-3:])} in {cwd.name}: {why}: {tail}")
     return done
+
+
+def _peak_mib(report: str) -> float:
+    """GNU time's ``%M`` (KiB) is its last line, after any 'Command exited ...' line."""
+    lines = report.split()
+    try:
+        return int(lines[-1]) / 1024
+    except (IndexError, ValueError):
+        return float("nan")
 
 
 @dataclass(frozen=True)

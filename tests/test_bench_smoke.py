@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import TOOL, Trash, counted, run, serving, tool_env  # noqa: E402
+from harness import TOOL, BenchError, Trash, counted, run, serving, tool_env  # noqa: E402
 from table import Figure, Goal, Row, markdown  # noqa: E402
 from trees import Edited  # noqa: E402
 
@@ -20,17 +23,18 @@ ENV = dict(os.environ)
 
 def test_peak_rss_is_each_childs_own_and_rows_judge_it(tmp_path: Path) -> None:
     big = run([PY, "-c", "b = b'x' * (200 << 20)"], tmp_path, ENV, 60)
+    held = b"y" * (150 << 20)  # a big parent must not show in its child's figure
     small = run([PY, "-c", "pass"], tmp_path, ENV, 60)
-    assert big.rss_mib > 200
-    assert small.rss_mib < 100  # not the largest child so far
+    assert len(held) and big.rss_mib > 200
+    assert small.rss_mib < 100  # neither the largest child so far nor this process
     limit = Goal("<", 150, on_ratio=False)
     assert Row(1, "big", Figure(big.rss_mib, "MiB"), goal=limit).met is False
     assert Row(2, "small", Figure(small.rss_mib, "MiB"), goal=limit).met is True
 
 
 def test_a_row_is_the_ratio_of_two_measures_against_its_goal(tmp_path: Path) -> None:
-    slow = run([PY, "-c", "import time; time.sleep(0.4)"], tmp_path, ENV, 60)
-    fast = run([PY, "-c", "pass"], tmp_path, ENV, 60)
+    slow = run(["sleep", "1"], tmp_path, ENV, 60)
+    fast = run(["true"], tmp_path, ENV, 60)
     behind = Row(
         1, "slow", Figure(slow.seconds, "s"), "fast", Figure(fast.seconds, "s"), Goal("<=", 1.5)
     )
@@ -62,6 +66,13 @@ def test_requests_are_counted_from_the_servers_metrics(tmp_path: Path) -> None:
     assert first.uploads >= 1 and "POST objects" in first.breakdown()
     assert first.total > first.uploads
     assert noop.uploads == 0 and 1 <= noop.total < first.total
+
+
+def test_a_child_past_its_time_is_killed_with_what_it_started(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(BenchError, match="timed out"):
+        run(["sh", "-c", "sleep 30 & sleep 30"], tmp_path, ENV, 0.5)
+    assert time.monotonic() - started < 10
 
 
 def test_state_is_set_aside_then_deleted_and_edits_are_put_back(tmp_path: Path) -> None:
