@@ -4,7 +4,8 @@ Measures one 1 GiB file and 10,000 files of 1 KiB, each sent by curl (the same
 protocol call: ``POST /apis/v1/objects`` with ``-F content=@file``, keep-alive for
 the small files), by the Python API (``Artifact.upload`` over HttpRemote), and by
 ``manifest-tool apply`` (which also stages and hashes). The machines are noisy, so
-compare the ratios of one run, not absolute figures across runs.
+compare the ratios of one run, not absolute figures across runs. The performance
+table (bench_table.py) holds the CLI's measures; this one adds the Python API.
 
     python bench/bench_upload.py [--big-mib 1024] [--small 10000]
 """
@@ -14,21 +15,16 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from harness import TOOL, USER, BenchError, Server, run, serving, tool_env
+from peers import curl_upload, make_node
+from trees import KiB, write_big
 
-from serverutil import Server, running_server  # noqa: E402
-
-from manifest_tool import create_artifact, login, session  # noqa: E402
-
-MiB = 1024 * 1024
-USER = "alice"
+from manifest_tool import create_artifact, login, session
 
 
 def timed(func: Callable[[], object]) -> float:
@@ -37,34 +33,10 @@ def timed(func: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def make_big(path: Path, mib: int) -> None:
-    block = os.urandom(MiB)
-    with open(path, "wb") as fh:
-        for i in range(mib):
-            fh.write(block[i % 997 :] + block[: i % 997])
-
-
 def make_small(folder: Path, count: int) -> None:
     folder.mkdir(parents=True)
     for i in range(count):
-        (folder / f"f{i:05d}.bin").write_bytes(os.urandom(1024))
-
-
-def curl_big(srv: Server, path: Path, node: str) -> None:
-    subprocess.run(
-        [
-            "curl",
-            "-sSf",
-            "-o",
-            "/dev/null",
-            "-H",
-            f"Authorization: Bearer {srv.keys[USER]}",
-            "-F",
-            f"content=@{path}",
-            f"{srv.url}/apis/v1/objects?path={node}/{path.name}",
-        ],
-        check=True,
-    )
+        (folder / f"f{i:05d}.bin").write_bytes(os.urandom(KiB))
 
 
 def curl_small(srv: Server, folder: Path, node: str, work: Path) -> None:
@@ -91,32 +63,15 @@ def api_upload(srv: Server, name: str, add: Callable[[object], None], folder: st
 def apply_upload(srv: Server, work: Path, name: str, entry: str) -> float:
     manifest = work / f"{name}.yaml"
     manifest.write_text(
-        f'version: 1\nremote: {{url: "{srv.url}"}}\nartifacts:\n'
+        f"version: 1\nartifacts:\n"
         f"  - name: {name}\n    folder: bench-apply\n    make_folder: true\n"
         f"    objects:\n      - {entry}\n"
     )
-    env = {**os.environ, "MANIFEST_TOOL_API_KEY": srv.keys[USER]}
-    cmd = [sys.executable, "-m", "manifest_tool", "-f", str(manifest), "apply"]
-    start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        print(f"apply failed ({done.returncode}): {done.stderr.strip()[:300]}", file=sys.stderr)
+    try:
+        return run([*TOOL, "-f", str(manifest), "apply"], work, tool_env(work, srv), 3600).seconds
+    except BenchError as exc:
+        print(f"apply failed: {exc}")
         return float("nan")
-    return elapsed
-
-
-def node(srv: Server, name: str) -> str:
-    import requests
-
-    resp = requests.post(
-        f"{srv.url}/apis/v1/nodes",
-        headers=srv.headers(USER),
-        timeout=10,
-        json={"parent": f"/{USER}", "name": name, "type": "Artifact"},
-    )
-    resp.raise_for_status()
-    return f"/{USER}/{name}"
 
 
 def main() -> None:
@@ -130,9 +85,9 @@ def main() -> None:
         os.chdir(work)
         big, small = work / "src" / "big.bin", work / "src" / "small"
         big.parent.mkdir()
-        make_big(big, args.big_mib)
+        write_big(big, args.big_mib)
         make_small(small, args.small)
-        with running_server(work / "srv", users=[USER]) as srv:
+        with serving(work / "srv", work / "logs") as srv:
             rows = run_all(srv, work, big, small)
         session.reset()
     report(rows, args.big_mib, args.small)
@@ -140,8 +95,8 @@ def main() -> None:
 
 def run_all(srv: Server, work: Path, big: Path, small: Path) -> list[tuple[str, float, float]]:
     """(case, seconds, curl's seconds for the same bytes)."""
-    curl_b = timed(lambda: curl_big(srv, big, node(srv, "curl-big")))
-    curl_s = timed(lambda: curl_small(srv, small, node(srv, "curl-small"), work))
+    curl_b = curl_upload(srv, big, make_node(srv, "curl-big"), 3600).seconds
+    curl_s = timed(lambda: curl_small(srv, small, make_node(srv, "curl-small"), work))
     api_b = api_upload(srv, "apibig", lambda a: a.add_file(str(big)), "bench-api")  # type: ignore[attr-defined]
     api_s = api_upload(srv, "apismall", lambda a: a.add_dir(str(small), "small/"), "bench-api")  # type: ignore[attr-defined]
     apply_b = apply_upload(srv, work, "applybig", "file: src/big.bin")
