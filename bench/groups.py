@@ -292,7 +292,15 @@ def render_group(b: Bench, rows: list[Row]) -> None:
             seconds(text.seconds),
             "`plan --json`",
             seconds(json_plan.seconds),
-            Goal("<", 1, on_ratio=False),
+        )
+    )
+    # the goal is about rendering: planning (walking and hashing) costs the same in both
+    rows.append(
+        Row(
+            101,
+            f"rendering {len(dirs) * per_dir:,} new files as text (text plan minus --json)",
+            seconds(max(text.seconds - json_plan.seconds, 0.0)),
+            goal=Goal("<", 1, on_ratio=False),
         )
     )
 
