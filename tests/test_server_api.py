@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import requests
+from conftest import store_rows
 from serverutil import Server, running_server
 
 A = "alice"
@@ -59,9 +60,12 @@ def art(api: Api, request: pytest.FixtureRequest) -> str:
     return f"/{A}/{name}"
 
 
-def blob_files(srv: Server) -> list[Path]:
+def blob_files(srv: Server) -> list[str]:
+    """The stored blobs: files, and small ones inline in the database."""
     root = srv.data / "blobs"
-    return [p for p in root.glob("??/*") if p.is_file()]
+    inline = store_rows(srv.data, "SELECT hash FROM blobs WHERE data IS NOT NULL")
+    files = [p.parent.name + p.name for p in root.glob("??/*") if p.is_file()]
+    return files + [r["hash"] for r in inline]
 
 
 def test_userinfo(api: Api) -> None:

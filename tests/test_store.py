@@ -41,13 +41,17 @@ def art(store: Store) -> str:
     return f"/{A}/f/art"
 
 
-def blob_files(store: Store) -> list[Path]:
+def blob_files(store: Store) -> list[str]:
+    """The stored blobs: files, and small ones inline in the database."""
     root = store.root / "blobs"
-    return [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != "tmp"]
+    files = [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != "tmp"]
+    with store.db.read() as conn:
+        rows = conn.execute("SELECT hash FROM blobs WHERE data IS NOT NULL").fetchall()
+    return [p.parent.name + p.name for p in files] + [r[0] for r in rows]
 
 
-def blob_path(store: Store, data: bytes) -> Path:
-    return store.blobs.path(blake3.blake3(data).hexdigest())
+def blob_path(store: Store, data: bytes) -> str:
+    return blake3.blake3(data).hexdigest()
 
 
 def put(store: Store, node: str, key: str, data: bytes, md5: str | None = None) -> Any:

@@ -1,22 +1,14 @@
-"""``manifest-tool gc``: remove what killed writers left in an embedded store."""
+"""``manifest-tool gc``: remove what killed writers left in a store."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import click
 
 from ..cli import handle_errors
-from ..errors import InvalidInput
 from ..remotes.gc import GRACE_S, Report, collect
-from ..remotes.store import Store
-
-
-def _open(data: Path) -> Store:
-    """The store at ``data``; a path that holds none is refused, never created."""
-    if not (data / "store.sqlite").is_file():
-        raise InvalidInput(f"{data} is not a manifest-tool store (no store.sqlite in it)")
-    return Store(data)
+from .storeflags import existing_store_flags, open_flags
 
 
 def _print(report: Report, dry_run: bool) -> None:
@@ -30,19 +22,18 @@ def _print(report: Report, dry_run: bool) -> None:
 
 
 @click.command("gc")
-@click.option("--data", type=click.Path(path_type=Path), required=True,
-              help="The store's directory (a file: remote's path, or serve's --data).")
+@existing_store_flags
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @click.option("--grace", type=float, default=GRACE_S, show_default=True, metavar="SECONDS",
               help="Leave anything younger than this (in-flight uploads).")
 @handle_errors
-def gc_command(data: Path, dry_run: bool, grace: float) -> None:
-    """Remove orphan blobs, temp files and stale multipart parts from a store.
+def gc_command(dry_run: bool, grace: float, **flags: Any) -> None:
+    """Remove orphan blobs, unfinished writes and stale multipart uploads from a store.
 
-    Safe while the store is in use: a blob is removed only when no object refers to
-    it, checked under the store's write lock, and only garbage older than --grace is
-    touched."""
-    store = _open(data)
+    Safe while the store is in use, also by several servers: a blob is removed only
+    when no object refers to it, checked under its database row's lock, one
+    collector runs at a time, and only garbage older than --grace is touched."""
+    store = open_flags(**flags)
     try:
         _print(collect(store, grace, dry_run), dry_run)
     finally:

@@ -1,7 +1,7 @@
 """``serve``: run the server; ``user add|list|revoke``: manage its API keys.
 
-The user commands open the same SQLite database (WAL mode), so they work while
-the server runs and take effect on its next request.
+The user commands open the same database (SQLite in WAL mode, or PostgreSQL), so
+they work while the server runs and take effect on its next request.
 """
 
 from __future__ import annotations
@@ -12,31 +12,18 @@ import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..cli import handle_errors
 from ..errors import ManifestToolError
+from .storeflags import open_flags, store_flags
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
-    from ..remotes.store import Store
     from ..server import Limits
-
-DATA = click.option(
-    "--data",
-    "data",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory holding the store (see --init).",
-)
-INIT = click.option(
-    "--init", is_flag=True, help="Create the store in --data if it is not one yet."
-)
-STORE_FILE = "store.sqlite"
-
 
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound here so that a busy port is one clear line
@@ -55,7 +42,7 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _run_uvicorn(app: ASGIApp, host: str, port: int, data: Path, limits: Limits) -> None:
+def _run_uvicorn(app: ASGIApp, host: str, port: int, store_name: str, limits: Limits) -> None:
     import uvicorn  # only here: no other command needs it
 
     from ..server.protocol import protocol_class
@@ -67,7 +54,7 @@ def _run_uvicorn(app: ASGIApp, host: str, port: int, data: Path, limits: Limits)
             await super().startup(sockets)
             if self.started:
                 bound = self.servers[0].sockets[0].getsockname()[1]
-                click.echo(f"serving {data} on http://{host}:{bound}")
+                click.echo(f"serving {store_name} on http://{host}:{bound}")
                 sys.stdout.flush()
 
     config = uvicorn.Config(
@@ -93,7 +80,7 @@ def _run_uvicorn(app: ASGIApp, host: str, port: int, data: Path, limits: Limits)
 
 
 @click.command()
-@DATA
+@store_flags
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free).")
 @click.option("--prefix", default="", help="Mount the API below this path, e.g. /aistore.")
@@ -112,29 +99,32 @@ def _run_uvicorn(app: ASGIApp, host: str, port: int, data: Path, limits: Limits)
     show_default=True,
     help="Seconds a client has to send a request's headers.",
 )
-@INIT
 @handle_errors
 def serve(
-    data: Path,
+    data: Path | None,
+    db: str | None,
+    blobs: str | None,
+    s3_endpoint: str | None,
+    init: bool,
     host: str,
     port: int,
     prefix: str,
     max_body_mb: int | None,
     body_timeout: float,
     header_timeout: float,
-    init: bool,
 ) -> None:
-    """Serve the AIStore node/object API over the store in --data."""
+    """Serve the AIStore node/object API over the store in --data, or over
+    --db and --blobs (any number of replicas may serve one such store)."""
     from ..server import Limits, create_app
 
-    _check_store(data, init)
+    store = open_flags(data, db, blobs, s3_endpoint, init)
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     logging.getLogger("manifest_tool.access").setLevel(logging.INFO)
     limits = Limits(body_idle_s=body_timeout, header_timeout_s=header_timeout)
     if max_body_mb:
         limits = replace(limits, max_body=max_body_mb * 1024 * 1024)
-    _run_uvicorn(create_app(data, prefix, limits), host, port, data, limits)
+    _run_uvicorn(create_app(store, prefix, limits), host, port, store.describe(), limits)
 
 
 @click.group()
@@ -144,52 +134,33 @@ def user() -> None:
 
 @user.command("add")
 @click.argument("name")
-@DATA
-@INIT
+@store_flags
 @handle_errors
-def user_add(name: str, data: Path, init: bool) -> None:
+def user_add(name: str, **flags: Any) -> None:
     """Create user NAME and print its new API key (shown only this once)."""
     from ..remotes.users import add_user
 
-    click.echo(add_user(_store(data, init).db, name))
+    click.echo(add_user(open_flags(**flags).db, name))
 
 
 @user.command("list")
-@DATA
-@INIT
+@store_flags
 @handle_errors
-def user_list(data: Path, init: bool) -> None:
+def user_list(**flags: Any) -> None:
     """List the users, with when each was created."""
     from ..remotes.users import list_users
 
-    for name, created in list_users(_store(data, init).db):
+    for name, created in list_users(open_flags(**flags).db):
         click.echo(f"{name}\t{created}")
 
 
 @user.command("revoke")
 @click.argument("name")
-@DATA
-@INIT
+@store_flags
 @handle_errors
-def user_revoke(name: str, data: Path, init: bool) -> None:
+def user_revoke(name: str, **flags: Any) -> None:
     """Remove user NAME: its key stops working at once (its nodes stay)."""
     from ..remotes.users import revoke_user
 
-    revoke_user(_store(data, init).db, name)
+    revoke_user(open_flags(**flags).db, name)
     click.echo(f"revoked {name}")
-
-
-def _check_store(data: Path, init: bool) -> None:
-    """A mistyped --data must not quietly become a new, empty store."""
-    if not init and not (data / STORE_FILE).is_file():
-        raise ManifestToolError(
-            f"{data} is not a manifest-tool store (no {STORE_FILE}); "
-            "pass --init to create one there"
-        )
-
-
-def _store(data: Path, init: bool) -> Store:
-    from ..remotes.store import Store
-
-    _check_store(data, init)
-    return Store(data)

@@ -1,20 +1,31 @@
-"""The embedded store's SQLite database: schema, connections, transactions.
+"""The store's metadata database: SQLite (embedded) or PostgreSQL (shared), one SQL text.
 
-One connection per thread (the server runs handlers in a thread pool); WAL mode so
-readers never wait for a writer; ``BEGIN IMMEDIATE`` for writes so that two processes
-racing on one name are serialised and exactly one wins.
+The store's statements are written once, with ``?`` placeholders and SQL that both
+engines speak (``ON CONFLICT``, ``RETURNING``); a thin adapter per engine turns the
+placeholders into its own, maps a unique violation to :class:`UniqueViolation` and
+adds row locks where PostgreSQL needs them (``lock_share``/``lock_update`` are empty
+on SQLite, whose ``BEGIN IMMEDIATE`` already serialises every writer).
+
+SQLite: one connection per thread, WAL so readers never wait for a writer.
+PostgreSQL: a small pool of autocommit connections, explicit ``BEGIN``/``COMMIT``.
+The schema is versioned (``schema_version``) and migrated at open inside one
+transaction; on PostgreSQL under ``pg_advisory_xact_lock`` so replicas starting
+together migrate once.
 """
 
 from __future__ import annotations
 
+import queue
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
-from . import graph
+from ..errors import RemoteError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
@@ -26,17 +37,17 @@ CREATE TABLE IF NOT EXISTS nodes (
     type TEXT NOT NULL,
     labels TEXT NOT NULL DEFAULT '[]',
     description TEXT NOT NULL DEFAULT '',
-    extra TEXT NOT NULL DEFAULT '{}',
+    extra TEXT NOT NULL DEFAULT '{{}}',
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     revision INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS nodes_parent ON nodes (parent);
+CREATE INDEX IF NOT EXISTS nodes_parent ON nodes (parent, name);
 CREATE TABLE IF NOT EXISTS objects (
-    node_id TEXT NOT NULL,
+    node_id TEXT NOT NULL{node_fk},
     key TEXT NOT NULL,
     blob TEXT NOT NULL,
-    size INTEGER NOT NULL,
+    size BIGINT NOT NULL,
     md5 TEXT NOT NULL,
     mtime TEXT NOT NULL,
     content_type TEXT NOT NULL,
@@ -55,7 +66,83 @@ CREATE TABLE IF NOT EXISTS uploads (
     owner TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS edges (
+    src TEXT NOT NULL{node_fk_src},
+    dst TEXT NOT NULL{node_fk_dst},
+    owner TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (src, dst)
+);
+CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst);
 """
+
+# Version 2: blobs known to the database (inline bytes, or where they live), the
+# intents that make an S3 write findable before it is referenced, and multipart
+# state shared by every replica.
+SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS blobs (
+    hash TEXT PRIMARY KEY,
+    size BIGINT NOT NULL,
+    data {bytes},
+    location TEXT,
+    created_at TEXT NOT NULL,
+    released_at TEXT
+);
+CREATE INDEX IF NOT EXISTS blobs_location ON blobs (location);
+CREATE TABLE IF NOT EXISTS intents (
+    location TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    doomed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS upload_parts (
+    upload_id TEXT NOT NULL{upload_fk},
+    number INTEGER NOT NULL,
+    md5 TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    data {bytes},
+    location TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (upload_id, number)
+);
+"""
+VERSION = 2
+ADVISORY_MIGRATE = 0x6D74_0001  # pg_advisory_xact_lock key: one migrator at a time
+ADVISORY_GC = 0x6D74_0002  # pg_advisory_lock key: one garbage collector at a time
+
+
+class UniqueViolation(Exception):
+    """A row with the same unique key exists (the loser of a racing create)."""
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Conn(Protocol):
+    """What the store uses of a connection: ``?`` SQL in, rows (index or name) out."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+
+class Database(Protocol):
+    dialect: str
+    lock_share: str  # " FOR SHARE" where row locks exist, else ""
+    lock_update: str
+    url_for_humans: str  # names the database without its password
+
+    def read(self) -> AbstractContextManager[Conn]: ...
+
+    def write(self) -> AbstractContextManager[Conn]: ...
+
+    def close(self) -> None: ...
 
 
 def _set_wal(conn: sqlite3.Connection) -> None:
@@ -71,55 +158,266 @@ def _set_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.005 * (attempt + 1))
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a store made by an older version up to this schema."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(nodes)")}
-    if "revision" not in columns:  # the objects revision of the digest compare-and-set
+class _SqliteConn:
+    """sqlite3's connection with unique violations mapped."""
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         try:
-            conn.execute("ALTER TABLE nodes ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
-        except sqlite3.OperationalError as err:  # another process migrated it meanwhile
-            if "duplicate column" not in str(err):
-                raise
+            return self.raw.execute(sql, params)
+        except sqlite3.IntegrityError as err:
+            if "UNIQUE" in str(err) or "PRIMARY KEY" in str(err):
+                raise UniqueViolation(str(err)) from None
+            raise
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            self.raw.executemany(sql, rows)
+        except sqlite3.IntegrityError as err:
+            raise UniqueViolation(str(err)) from None
 
 
-class Database:
+class SqliteDatabase:
+    dialect = "sqlite"
+    lock_share = ""
+    lock_update = ""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.url_for_humans = str(path)
         self._local = threading.local()
-        conn = self.conn()
-        conn.executescript(SCHEMA)
-        _migrate(conn)
-        # A store made before lineage gains the edges table here; IF NOT EXISTS makes
-        # this idempotent, also against another process opening the store at once.
-        conn.executescript(graph.SCHEMA)
+        with self.write() as conn:
+            _migrate(conn, self, _sqlite_legacy)
 
     def conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        """This thread's raw connection (for callers that read without a context)."""
+        return self._wrapped().raw
+
+    def _wrapped(self) -> _SqliteConn:
+        conn: _SqliteConn | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            _set_wal(conn)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
+            raw = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            raw.row_factory = sqlite3.Row
+            _set_wal(raw)
+            raw.execute("PRAGMA synchronous=NORMAL")
+            conn = self._local.conn = _SqliteConn(raw)
         return conn
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def read(self) -> Iterator[Conn]:
+        yield self._wrapped()
+
+    @contextmanager
+    def write(self) -> Iterator[Conn]:
         """A write transaction holding SQLite's write lock from its first statement."""
-        conn = self.conn()
-        conn.execute("BEGIN IMMEDIATE")
+        conn = self._wrapped()
+        conn.raw.execute("BEGIN IMMEDIATE")
         try:
             yield conn
-            conn.execute("COMMIT")
+            conn.raw.execute("COMMIT")
         except BaseException:
             # SQLite has already rolled back after some errors (a full disk): a second
             # ROLLBACK would raise and hide the real error
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            if conn.raw.in_transaction:
+                conn.raw.execute("ROLLBACK")
             raise
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            conn.close()
+            conn.raw.close()
             self._local.conn = None
+
+
+def _sqlite_legacy(conn: Conn) -> None:
+    """A store made before the revision column gains it (version 1)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(nodes)")}
+    if "revision" not in columns:
+        conn.execute("ALTER TABLE nodes ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+_QMARK = re.compile(r"\?")
+
+
+def _pg_sql(sql: str) -> str:
+    return _QMARK.sub("%s", sql.replace("%", "%%"))
+
+
+class _Row(tuple[Any, ...]):
+    """A row readable by position or by column name, like ``sqlite3.Row``."""
+
+    names: dict[str, int]
+
+    def __getitem__(self, item: Any) -> Any:
+        if isinstance(item, str):
+            return tuple.__getitem__(self, self.names[item])
+        return tuple.__getitem__(self, item)
+
+    def keys(self) -> list[str]:
+        return list(self.names)
+
+
+def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
+    desc = cursor.description or []
+    names = {d.name: i for i, d in enumerate(desc)}
+    cls = type("Row", (_Row,), {"names": names})
+
+    def make(values: Sequence[Any]) -> _Row:
+        return cls(values)  # type: ignore[no-any-return]
+
+    return make
+
+
+class _PgConn:
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self._sql: dict[str, str] = {}
+
+    def _text(self, sql: str) -> str:
+        text = self._sql.get(sql)
+        if text is None:
+            text = self._sql[sql] = _pg_sql(sql)
+        return text
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        import psycopg.errors
+
+        try:
+            return self.raw.execute(self._text(sql), params or None)
+        except psycopg.errors.UniqueViolation as err:
+            raise UniqueViolation(str(err).splitlines()[0]) from None
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        import psycopg.errors
+
+        try:
+            with self.raw.cursor() as cur:
+                cur.executemany(self._text(sql), rows)
+        except psycopg.errors.UniqueViolation as err:
+            raise UniqueViolation(str(err).splitlines()[0]) from None
+
+
+class PostgresDatabase:
+    dialect = "postgresql"
+    lock_share = " FOR SHARE"
+    lock_update = " FOR UPDATE"
+
+    def __init__(self, url: str, pool_size: int = 12) -> None:
+        self._url = url
+        self.url_for_humans = redact_url(url)
+        self._pool: queue.LifoQueue[_PgConn] = queue.LifoQueue()
+        self._made = 0
+        self._size = pool_size
+        self._lock = threading.Lock()
+        with self.write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (ADVISORY_MIGRATE,))
+            _migrate(conn, self, None)
+
+    def connect(self) -> Any:
+        """A new autocommit connection (also for holding a session advisory lock)."""
+        import psycopg
+
+        try:
+            raw = psycopg.connect(self._url, autocommit=True, row_factory=_row_factory)
+        except psycopg.Error as err:
+            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            raise RemoteError(
+                f"cannot connect to the database {self.url_for_humans}: {reason}"
+            ) from None
+        return raw
+
+    def _checkout(self) -> _PgConn:
+        """A pooled connection; a new one while fewer than ``pool_size`` exist."""
+        while True:
+            try:
+                return self._pool.get(timeout=0 if self._made < self._size else 0.5)
+            except queue.Empty:
+                pass
+            with self._lock:
+                make = self._made < self._size
+                self._made += make
+            if make:
+                try:
+                    return _PgConn(self.connect())
+                except BaseException:
+                    with self._lock:
+                        self._made -= 1
+                    raise
+
+    def _checkin(self, conn: _PgConn) -> None:
+        if conn.raw.closed or conn.raw.info.transaction_status != 0:  # broken: replace it
+            conn.raw.close()
+            with self._lock:
+                self._made -= 1
+            return
+        self._pool.put_nowait(conn)
+
+    @contextmanager
+    def read(self) -> Iterator[Conn]:
+        conn = self._checkout()
+        try:
+            yield conn
+        finally:
+            self._checkin(conn)
+
+    @contextmanager
+    def write(self) -> Iterator[Conn]:
+        conn = self._checkout()
+        try:
+            conn.raw.execute("BEGIN")
+            try:
+                yield conn
+                conn.raw.execute("COMMIT")
+            except BaseException:
+                if not conn.raw.closed:
+                    conn.raw.execute("ROLLBACK")
+                raise
+        finally:
+            self._checkin(conn)
+
+    def close(self) -> None:
+        while True:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                return
+            conn.raw.close()
+
+
+def redact_url(url: str) -> str:
+    """``url`` without a password (``postgresql://user:***@host/db``)."""
+    return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+def _migrate(conn: Conn, db: Any, legacy: Callable[[Conn], None] | None) -> None:
+    """Bring the schema to VERSION inside the caller's (locked) transaction."""
+    pg = db.dialect == "postgresql"
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    version = row[0] or 0
+    if version >= VERSION:
+        return
+    fks = {
+        "node_fk": " REFERENCES nodes (id) ON DELETE CASCADE" if pg else "",
+        "node_fk_src": " REFERENCES nodes (id) ON DELETE CASCADE" if pg else "",
+        "node_fk_dst": " REFERENCES nodes (id) ON DELETE CASCADE" if pg else "",
+        "upload_fk": " REFERENCES uploads (id) ON DELETE CASCADE" if pg else "",
+        "bytes": "BYTEA" if pg else "BLOB",
+    }
+    if version < 1:
+        _script(conn, SCHEMA.format(**fks))
+        if legacy is not None:
+            legacy(conn)
+    if version < 2:
+        _script(conn, SCHEMA_2.format(**fks))
+    conn.execute("DELETE FROM schema_version")
+    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (VERSION,))
+
+
+def _script(conn: Conn, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)

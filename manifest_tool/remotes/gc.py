@@ -1,28 +1,33 @@
-"""Garbage in the embedded store: what a killed writer leaves, found and removed safely.
+"""Garbage in a store: what killed writers leave, found through the database, removed safely.
 
-A process killed mid-write leaves temp files in ``blobs/tmp/``; one killed between a
-blob's rename and its transaction's commit, or between replacing an object and
-collecting the old blob, leaves a blob no object refers to; a killed server leaves
-multipart parts in ``uploads/<id>/``. Nothing refers to any of them, but nothing
-else removes them either.
+A process killed mid-write leaves temp files in ``blobs/tmp/`` (files) or an intent
+naming an S3 key (S3); one killed between a commit and collecting a replaced blob
+leaves a blob row no object refers to; a killed server leaves multipart parts. Nothing
+refers to any of them, but nothing else removes them either.
 
-Safe against concurrent writers: a blob is renamed into place and referenced inside
-one write transaction, so an unreferenced blob re-checked under the write lock can
-never be one an upload is about to reference. Only garbage older than ``grace``
-seconds is touched as well, which is what keeps an in-flight temp file or multipart
-upload (no lock covers those) alive.
+Safe against concurrent writers (see ``blobrows``): a blob is removed only with its
+row locked and no object referring to it, checked after the lock; S3 keys are only
+ever deleted when the database names them (an intent, a blob row), never because a
+bucket listing shows them. Only garbage idle for ``grace`` seconds is touched, which
+keeps in-flight writes and downloads alive. One collector at a time: on PostgreSQL
+under an advisory lock (another replica's sweep skips its turn), on SQLite the
+single writer orders everything.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from . import blobrows
+from .db import ADVISORY_GC
 from .store import Store
 
 GRACE_S = 3600.0  # an hour: far longer than any single write takes to finish
@@ -32,8 +37,8 @@ STAMP = "gc-stamp"
 
 @dataclass(frozen=True)
 class Item:
-    kind: str  # "blob", "temp file", "upload"
-    path: Path
+    kind: str  # "blob", "temp file" (an unfinished write), "upload"
+    path: str  # a file, an S3 key, or an upload id
     size: int
 
 
@@ -49,20 +54,81 @@ class Report:
         return sum(1 for item in self.items if item.kind == kind)
 
 
-def collect(store: Store, grace: float = GRACE_S, dry_run: bool = False) -> Report:
-    """Remove (or, with ``dry_run``, only list) the store's garbage older than ``grace``."""
-    cutoff = time.time() - grace
+def collect(
+    store: Store, grace: float = GRACE_S, dry_run: bool = False, wait: bool = True
+) -> Report:
+    """Remove (or, with ``dry_run``, only list) the store's garbage older than ``grace``.
+
+    With ``wait`` false, a collector already running elsewhere makes this one return
+    an empty report at once (the periodic sweep of another replica)."""
+    with _exclusive(store, wait) as mine:
+        if not mine:
+            return Report(())
+        cutoff = time.time() - grace
+        items: list[Item] = []
+        if store.root is not None and store.blobs.kind == "files":
+            items += _file_garbage(store, cutoff, dry_run)
+        items += _db_garbage(store, _stamp(cutoff), dry_run)
+    return Report(tuple(items))
+
+
+def _file_garbage(store: Store, cutoff: float, dry_run: bool) -> list[Item]:
+    assert store.root is not None
     items = [*_temp_files(store, cutoff), *_stale_uploads(store, cutoff)]
     if not dry_run:
         for item in items:
-            _remove(item.path)
-        _drop_upload_rows(store, [i.path.name for i in items if i.kind == "upload"])
-    items += _orphan_blobs(store, cutoff, dry_run)
-    return Report(tuple(items))
+            _remove(Path(item.path))
+        _drop_upload_rows(store, [Path(i.path).name for i in items if i.kind == "upload"])
+    return items + _orphan_blobs(store, cutoff, dry_run)
+
+
+def _db_garbage(store: Store, cutoff: str, dry_run: bool) -> list[Item]:
+    """Blob rows without objects, stale intents, idle shared uploads."""
+    from .shared_multipart import drop_upload, idle_uploads
+
+    items: list[Item] = []
+    for upload_id in idle_uploads(store, cutoff):
+        if dry_run or drop_upload(store, upload_id):
+            items.append(Item("upload", upload_id, 0))
+    files_too = store.blobs.kind != "files"
+    for blob, size in blobrows.unused_blobs(store.db, cutoff, files_too):
+        if dry_run or blobrows.remove_unused(store.db, store.blobs, blob, cutoff) is not None:
+            items.append(Item("blob", blob, size))
+    for location in blobrows.stale_intents(store.db, cutoff):
+        if dry_run or blobrows.clear_intent(store.db, store.blobs, location):
+            items.append(Item("temp file", location, 0))
+    return items
+
+
+@contextmanager
+def _exclusive(store: Store, wait: bool) -> Iterator[bool]:
+    """One collector at a time across processes (PostgreSQL's advisory lock)."""
+    if store.db.dialect != "postgresql":
+        yield True
+        return
+    conn: Any = store.db.connect()  # type: ignore[attr-defined]
+    try:
+        if wait:
+            conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_GC,))
+            got = True
+        else:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_GC,)).fetchone()
+            got = bool(row[0])
+        yield got
+    finally:
+        conn.close()  # ends the session, and with it the lock
+
+
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds").replace(
+        "+00:00", "Z"
+    )
 
 
 def maybe_collect(store: Store) -> None:
     """The occasional sweep on open: at most once a day per store, never failing."""
+    if store.root is None:
+        return
     stamp = store.root / STAMP
     try:
         if time.time() - stamp.stat().st_mtime < SWEEP_EVERY_S:
@@ -94,12 +160,13 @@ def _old_files(directory: Path, cutoff: float) -> Iterator[tuple[Path, int]]:
 
 
 def _temp_files(store: Store, cutoff: float) -> list[Item]:
-    return [Item("temp file", p, n) for p, n in _old_files(store.blobs.tmp, cutoff)]
+    return [Item("temp file", str(p), n) for p, n in _old_files(store.blobs.tmp, cutoff)]
 
 
 def _stale_uploads(store: Store, cutoff: float) -> list[Item]:
     """Upload folders with no write since ``cutoff`` (a live upload writes its parts)."""
     items: list[Item] = []
+    assert store.root is not None
     root = store.root / "uploads"
     if not root.is_dir():
         return items
@@ -113,7 +180,8 @@ def _stale_uploads(store: Store, cutoff: float) -> list[Item]:
             except OSError:
                 continue
             if max(st.st_mtime for st in files) < cutoff:
-                items.append(Item("upload", Path(entry.path), sum(st.st_size for st in files[1:])))
+                size = sum(st.st_size for st in files[1:])
+                items.append(Item("upload", entry.path, size))
     return items
 
 
@@ -124,31 +192,24 @@ def _drop_upload_rows(store: Store, upload_ids: list[str]) -> None:
 
 
 def _orphan_blobs(store: Store, cutoff: float, dry_run: bool) -> list[Item]:
-    """Old blobs no object refers to: listed without the lock (a long scan must not
-    block writers), then re-checked and removed under it."""
-    conn = store.db.conn()
-    candidates = [
-        (path, size)
-        for sub in sorted(os.listdir(store.blobs.root))
-        if len(sub) == 2
-        for path, size in _old_files(store.blobs.root / sub, cutoff)
-        if not _referenced(conn, path)
-    ]
-    if dry_run or not candidates:
-        return [Item("blob", p, n) for p, n in candidates]
+    """Old blob files no object refers to: listed without a lock (a long scan must
+    not block writers), each then removed under its row's lock if still unused."""
+    with store.db.read() as conn:
+        candidates = [
+            (path, size)
+            for sub in sorted(os.listdir(store.blobs.root))
+            if len(sub) == 2
+            for path, size in _old_files(store.blobs.root / sub, cutoff)
+            if not blobrows.referenced(conn, path.parent.name + path.name)
+        ]
+    if dry_run:
+        return [Item("blob", str(p), n) for p, n in candidates]
     removed = []
-    with store.db.write() as wconn:
-        for path, size in candidates:
-            if not _referenced(wconn, path):
-                _remove(path)
-                removed.append(Item("blob", path, size))
+    for path, size in candidates:
+        blob = path.parent.name + path.name
+        if blobrows.remove_unused(store.db, store.blobs, blob, None) is not None:
+            removed.append(Item("blob", str(path), size))
     return removed
-
-
-def _referenced(conn: sqlite3.Connection, path: Path) -> bool:
-    blob = path.parent.name + path.name
-    row = conn.execute("SELECT 1 FROM objects WHERE blob = ? LIMIT 1", (blob,))
-    return row.fetchone() is not None
 
 
 def _remove(path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Lineage in the embedded store: the edges of T9k's graphs API.
+"""Lineage in the store: the edges of T9k's graphs API.
 
 An edge runs from one node to another: an input Artifact to the Run that used it,
 a Run to the Artifact it produced. Edges join nodes by id, so a renamed or moved
@@ -7,26 +7,17 @@ node keeps its lineage; a deleted node takes its edges with it.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ..errors import InvalidInput
 from .base import FOLDER, RUN
+from .db import Conn
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS edges (
-    src TEXT NOT NULL,
-    dst TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (src, dst)
-);
-CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst);
-"""
 MAX_EDGES = 1000  # per request: a Run's inputs and outputs, with room to spare
 
 
-def check_pair(src: sqlite3.Row, dst: sqlite3.Row) -> None:
+def check_pair(src: Any, dst: Any) -> None:
     """An edge joins a Run and an Artifact or another Run, never a Folder or itself."""
     if src["id"] == dst["id"]:
         raise InvalidInput(f"a node cannot be linked to itself ({src['path']})")
@@ -39,17 +30,16 @@ def check_pair(src: sqlite3.Row, dst: sqlite3.Row) -> None:
         )
 
 
-def add(conn: sqlite3.Connection, owner: str, pairs: Sequence[tuple[str, str]], stamp: str) -> None:
+def add(conn: Conn, owner: str, pairs: Sequence[tuple[str, str]], stamp: str) -> None:
     """Record each (from id, to id); an edge already there stays as it was."""
     conn.executemany(
-        "INSERT OR IGNORE INTO edges (src, dst, owner, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO edges (src, dst, owner, created_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
         [(src, dst, owner, stamp) for src, dst in pairs],
     )
 
 
-def neighbours(
-    conn: sqlite3.Connection, node_id: str
-) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
+def neighbours(conn: Conn, node_id: str) -> tuple[list[Any], list[Any]]:
     """The node rows with an edge into ``node_id``, and those it has an edge to."""
     inbound = conn.execute(
         "SELECT n.* FROM edges e JOIN nodes n ON n.id = e.src WHERE e.dst = ?"
@@ -64,7 +54,7 @@ def neighbours(
     return inbound, outbound
 
 
-def drop(conn: sqlite3.Connection, node_ids: Iterable[str]) -> None:
+def drop(conn: Conn, node_ids: Iterable[str]) -> None:
     """Forget every edge that touches one of ``node_ids`` (nodes being deleted)."""
     for node_id in node_ids:
         conn.execute("DELETE FROM edges WHERE src = ? OR dst = ?", (node_id, node_id))

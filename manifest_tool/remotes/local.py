@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -98,16 +97,20 @@ class LocalRemote:
             return self.store.put_batch(self.user, node_path, items)
 
     def get_object(self, node_path: str, key: str, dest: Path) -> None:
-        _, blob = self.store.object_blob(self.user, node_path, key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-        os.close(fd)
+        info, blob = self.store.object_blob(self.user, node_path, key)
         try:
-            shutil.copyfile(blob, tmp)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    for chunk in blob.chunks(0, info.size_bytes):
+                        out.write(chunk)
+                os.replace(tmp, dest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        finally:
+            blob.close()
 
     def delete_objects(self, node_path: str, keys: Iterable[str]) -> None:
         with self._writing():

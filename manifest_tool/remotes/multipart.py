@@ -30,7 +30,7 @@ import blake3
 
 from ..errors import InvalidInput, NodeNotFound
 from .base import ObjectInfo
-from .blobs import BlobWriter
+from .blobs import BlobWriter, FileSink
 from .store import Store, now
 
 PART_READ = 1024 * 1024
@@ -45,16 +45,26 @@ class _Mark(NamedTuple):
 
 
 class _Assembly(BlobWriter):
-    """A blob writer that can take back a part that broke off half-way, so that the
-    client's resend of it does not leave the first attempt's bytes in the object."""
+    """A blob writer straight into a temp file (never inline) that can take back a
+    part that broke off half-way, so that the client's resend of it does not leave
+    the first attempt's bytes in the object."""
+
+    def __init__(self, folder: Path) -> None:
+        self._file = FileSink(str(folder))
+        super().__init__(lambda: self._file, inline_max=-1)
 
     def mark(self) -> _Mark:
         return _Mark(self.size, self._md5.copy(), self._strong.copy())
 
     def rewind(self, mark: _Mark) -> None:
         self.size, self._md5, self._strong = mark.size, mark.md5.copy(), mark.strong.copy()
-        self._fh.truncate(mark.size)  # a buffered truncate flushes first
-        self._fh.seek(mark.size)
+        self._buf = bytearray()
+        self._file.fh.truncate(mark.size)  # a buffered truncate flushes first
+        self._file.fh.seek(mark.size)
+
+    def discard(self) -> None:
+        super().discard()
+        self._file.discard()
 
 
 class _Parked(NamedTuple):
@@ -79,6 +89,7 @@ class _Upload:
 
 class Multipart:
     def __init__(self, store: Store) -> None:
+        assert store.root is not None, "in-process multipart needs the embedded store"
         self.store = store
         self.root = store.root / "uploads"
         self._lock = threading.Lock()
@@ -90,7 +101,8 @@ class Multipart:
         upload_id = uuid.uuid4().hex
         with self.store.db.write() as conn:
             conn.execute(
-                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO uploads (id, node_path, key, owner, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
                 (upload_id, node_path, key, user, now()),
             )
         (self.root / upload_id).mkdir()
@@ -99,11 +111,8 @@ class Multipart:
         return upload_id
 
     def _dir(self, user: str, upload_id: str, node_path: str, key: str) -> Path:
-        row = (
-            self.store.db.conn()
-            .execute("SELECT * FROM uploads WHERE id = ?", (upload_id,))
-            .fetchone()
-        )
+        with self.store.db.read() as conn:
+            row = conn.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
         if (
             row is None
             or row["owner"] != user
@@ -117,8 +126,9 @@ class Multipart:
         before they forget the state, so a row without state means a restart."""
         up = self._uploads.get(upload_id)
         if up is None:
-            row = self.store.db.conn().execute("SELECT 1 FROM uploads WHERE id = ?", (upload_id,))
-            if row.fetchone() is None:
+            with self.store.db.read() as conn:
+                row = conn.execute("SELECT 1 FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+            if row is None:
                 raise NodeNotFound(upload_id, f"upload not found [{upload_id}]")
             raise InvalidInput(RESTARTED)
         if up.closed:
@@ -343,8 +353,9 @@ class Multipart:
             .isoformat("T", "microseconds")
             .replace("+00:00", "Z")
         )
-        rows = self.store.db.conn().execute("SELECT id FROM uploads WHERE created_at < ?", (old,))
-        orphans = [r[0] for r in rows.fetchall() if r[0] not in live]
+        with self.store.db.read() as conn:
+            rows = conn.execute("SELECT id FROM uploads WHERE created_at < ?", (old,)).fetchall()
+        orphans = [r[0] for r in rows if r[0] not in live]
         for upload_id in idle + orphans:
             self._forget(upload_id)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import failpoints
 from ..errors import (
     InvalidInput,
     NameConflict,
@@ -25,10 +25,10 @@ from ..errors import (
     RevisionMismatch,
 )
 from ..paths import RESERVED_ROOT_NAMES, check_key
-from . import graph
+from . import blobrows, graph
 from .base import ARTIFACT, FOLDER, HOLDS_OBJECTS, RUN, Lineage, Node, ObjectInfo
-from .blobs import BlobInfo, BlobStore, BlobWriter
-from .db import Database
+from .blobs import BlobInfo, BlobReader, BlobStore, BlobWriter, BytesReader
+from .db import Conn, Database, SqliteDatabase, UniqueViolation
 
 NODE_TYPES = (FOLDER, ARTIFACT, RUN)
 UPDATABLE = ("name", "labels", "description", "extra")
@@ -62,12 +62,45 @@ def split(path: str) -> tuple[str, str]:
 
 
 class Store:
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.db = Database(self.root / "store.sqlite")
-        self.blobs = BlobStore(self.root / "blobs")
-        (self.root / "uploads").mkdir(exist_ok=True)
+    """The store over a metadata database and a blob backend.
+
+    ``Store(root)`` is the embedded default: SQLite and blob files under ``root``.
+    A shared store passes ``db`` (PostgreSQL) and ``blobs`` (S3) instead; it keeps
+    nothing on the local disk, so any number of processes can serve it.
+    """
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        db: Database | None = None,
+        blobs: Any = None,
+    ) -> None:
+        self.root = Path(root) if root is not None else None
+        if self.root is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / "uploads").mkdir(exist_ok=True)
+        if db is None:
+            assert self.root is not None, "a store needs a root or a database"
+            db = SqliteDatabase(self.root / "store.sqlite")
+        if blobs is None:
+            assert self.root is not None, "a store needs a root or a blob backend"
+            blobs = BlobStore(self.root / "blobs")
+        self.db: Database = db
+        self.blobs = blobs
+        if hasattr(blobs, "intents"):
+            blobs.intents = blobrows.Intents(db)
+
+    @property
+    def shared(self) -> bool:
+        """Several processes may serve this store (its state is all in the engines)."""
+        return self.root is None or self.db.dialect != "sqlite" or self.blobs.kind != "files"
+
+    def describe(self) -> str:
+        """The store for people and logs (never a password)."""
+        if self.root is not None and self.db.dialect == "sqlite" and self.blobs.kind == "files":
+            return str(self.root)
+        return f"{self.db.url_for_humans} + {self.blobs.describe()}"
 
     # -- access -----------------------------------------------------------------
     def _own(self, user: str, path: str) -> str:
@@ -79,64 +112,75 @@ class Store:
             )
         return path
 
-    def _ensure_root(self, conn: sqlite3.Connection, user: str) -> None:
+    def _ensure_root(self, conn: Conn, user: str) -> None:
         check_name(user)
         stamp = now()
         conn.execute(
-            "INSERT OR IGNORE INTO nodes (id, path, parent, name, owner, type, created_at,"
-            " updated_at) VALUES (?, ?, '/', ?, ?, ?, ?, ?)",
+            "INSERT INTO nodes (id, path, parent, name, owner, type, created_at,"
+            " updated_at) VALUES (?, ?, '/', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (str(uuid.uuid4()), f"/{user}", user, user, FOLDER, stamp, stamp),
         )
 
-    def _row(self, conn: sqlite3.Connection, path: str) -> sqlite3.Row:
-        row = conn.execute("SELECT * FROM nodes WHERE path = ?", (path,)).fetchone()
+    def _has_root(self, user: str) -> bool:
+        with self.db.read() as conn:
+            row = conn.execute("SELECT 1 FROM nodes WHERE path = ?", (f"/{user}",)).fetchone()
+        return row is not None
+
+    def _make_root(self, user: str) -> None:
+        """The user's root folder, made on first use (a read: write only when absent)."""
+        if not self._has_root(user):
+            with self.db.write() as wconn:
+                self._ensure_root(wconn, user)
+
+    def _row(self, conn: Conn, path: str, lock: str = "") -> Any:
+        row = conn.execute("SELECT * FROM nodes WHERE path = ?" + lock, (path,)).fetchone()
         if row is None:
             raise NodeNotFound(path)
-        return row  # type: ignore[no-any-return]
+        return row
 
     # -- nodes ------------------------------------------------------------------
     def node_info(self, user: str, path_or_id: str) -> Node:
-        conn = self.db.conn()
         if not path_or_id.startswith("/"):
-            row = conn.execute("SELECT * FROM nodes WHERE id = ?", (path_or_id,)).fetchone()
+            with self.db.read() as conn:
+                row = conn.execute("SELECT * FROM nodes WHERE id = ?", (path_or_id,)).fetchone()
             if row is None or row["owner"] != user:
                 raise NodeNotFound(path_or_id)
             return _node(row)
         path = self._own(user, path_or_id)
         if path == f"/{user}":
-            with self.db.write() as wconn:
-                self._ensure_root(wconn, user)
-        return _node(self._row(conn, path))
+            self._make_root(user)
+        with self.db.read() as conn:
+            return _node(self._row(conn, path))
 
     def node_infos(self, user: str, paths: Sequence[str]) -> list[Node | None]:
         """Many nodes by path in one read (None where absent), in the order asked."""
         wanted = [self._own(user, p) for p in paths]
         if f"/{user}" in wanted:
-            with self.db.write() as wconn:
-                self._ensure_root(wconn, user)
-        conn, found = self.db.conn(), {}
-        for start in range(0, len(wanted), 500):  # under SQLite's limit on parameters
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(f"SELECT * FROM nodes WHERE path IN ({marks})", chunk):
-                found[row["path"]] = _node(row)
+            self._make_root(user)
+        found = {}
+        with self.db.read() as conn:
+            for start in range(0, len(wanted), 500):  # under SQLite's limit on parameters
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(f"SELECT * FROM nodes WHERE path IN ({marks})", chunk):
+                    found[row["path"]] = _node(row)
         return [found.get(p) for p in wanted]
 
     def list_nodes(
         self, user: str, parent: str, type: str | None = None, page: int = 1, size: int = 1000
     ) -> tuple[list[Node], int]:
         parent = self._own(user, parent)
-        conn = self.db.conn()
-        if parent != f"/{user}":
-            self._row(conn, parent)
-        where, args = "parent = ?", [parent]
-        if type:
-            where, args = where + " AND type = ?", [*args, type]
-        total = conn.execute(f"SELECT COUNT(*) FROM nodes WHERE {where}", args).fetchone()[0]
-        rows = conn.execute(
-            f"SELECT * FROM nodes WHERE {where} ORDER BY name LIMIT ? OFFSET ?",
-            [*args, size, (max(page, 1) - 1) * size],
-        ).fetchall()
+        with self.db.read() as conn:
+            if parent != f"/{user}":
+                self._row(conn, parent)
+            where, args = "parent = ?", [parent]
+            if type:
+                where, args = where + " AND type = ?", [*args, type]
+            total = conn.execute(f"SELECT COUNT(*) FROM nodes WHERE {where}", args).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT * FROM nodes WHERE {where} ORDER BY name LIMIT ? OFFSET ?",
+                [*args, size, (max(page, 1) - 1) * size],
+            ).fetchall()
         return [_node(r) for r in rows], int(total)
 
     def create_node(
@@ -154,9 +198,11 @@ class Store:
         if type not in NODE_TYPES:
             raise InvalidInput(f"unsupported node type {type!r} (use Folder, Artifact or Run)")
         node_id, stamp = str(uuid.uuid4()), now()
+        if parent == f"/{user}":
+            self._make_root(user)
         with self.db.write() as conn:
-            self._ensure_root(conn, user)
-            kind = self._row(conn, parent)["type"]
+            # the parent held FOR SHARE: a racing delete or rename waits for this insert
+            kind = self._row(conn, parent, self.db.lock_share)["type"]
             if kind != FOLDER:
                 raise NotAFolder(
                     f"parent {parent} is a{'n' * (kind == ARTIFACT)} {kind},"
@@ -181,7 +227,7 @@ class Store:
                         stamp,
                     ),
                 )
-            except sqlite3.IntegrityError:
+            except UniqueViolation:  # the racing create that lost: one winner per path
                 raise NameConflict(f"Invalid conflicting node Name [{path}]") from None
         return node_id
 
@@ -198,12 +244,9 @@ class Store:
             # a renamed root would become another user's (possibly lazily made) root
             raise PermissionDenied(f"permission denied: {path} is the user's root folder")
         with self.db.write() as conn:
-            row = self._row(conn, path)
-            if if_revision is not None and row["revision"] != if_revision:
-                raise RevisionMismatch(
-                    f"node {path} changed: its objects are at revision {row['revision']},"
-                    f" not {if_revision}"
-                )
+            if if_revision is not None:
+                self._compare_and_set(conn, path, if_revision)
+            self._row(conn, path, self.db.lock_update)
             if "name" in fields and fields["name"] != split(path)[1]:
                 path = self._rename(conn, path, check_name(str(fields["name"])))
             sets = {k: v for k, v in fields.items() if k != "name"}
@@ -214,18 +257,35 @@ class Store:
             conn.execute(f"UPDATE nodes SET {assigns} WHERE path = ?", [*sets.values(), path])
             return _node(self._row(conn, path))
 
-    def _rename(self, conn: sqlite3.Connection, path: str, name: str) -> str:
+    def _compare_and_set(self, conn: Conn, path: str, revision: int) -> None:
+        """The digest compare-and-set: one conditional UPDATE, so two writers cannot
+        both pass the check (it also holds the row for the rest of the update)."""
+        hit = conn.execute(
+            "UPDATE nodes SET updated_at = ? WHERE path = ? AND revision = ? RETURNING id",
+            (now(), path, revision),
+        ).fetchone()
+        if hit is None:
+            row = self._row(conn, path)
+            raise RevisionMismatch(
+                f"node {path} changed: its objects are at revision {row['revision']},"
+                f" not {revision}"
+            )
+
+    def _rename(self, conn: Conn, path: str, name: str) -> str:
         parent, _ = split(path)
         new = f"{parent.rstrip('/')}/{name}"
         if conn.execute("SELECT 1 FROM nodes WHERE path = ?", (new,)).fetchone():
             raise NameConflict(f"Invalid conflicting node Name [{new}]")
         n = len(path)
-        conn.execute(
-            "UPDATE nodes SET path = ? || substr(path, ?), parent = CASE WHEN path = ? THEN"
-            " parent ELSE ? || substr(parent, ?) END, name = CASE WHEN path = ? THEN ? ELSE"
-            " name END WHERE path = ? OR substr(path, 1, ?) = ?",
-            (new, n + 1, path, new, n + 1, path, name, path, n + 1, path + "/"),
-        )
+        try:
+            conn.execute(
+                "UPDATE nodes SET path = ? || substr(path, ?), parent = CASE WHEN path = ? THEN"
+                " parent ELSE ? || substr(parent, ?) END, name = CASE WHEN path = ? THEN ? ELSE"
+                " name END WHERE path = ? OR substr(path, 1, ?) = ?",
+                (new, n + 1, path, new, n + 1, path, name, path, n + 1, path + "/"),
+            )
+        except UniqueViolation:  # a node of that name was created meanwhile
+            raise NameConflict(f"Invalid conflicting node Name [{new}]") from None
         return new
 
     def delete_node(self, user: str, path: str) -> None:
@@ -233,24 +293,27 @@ class Store:
         if path == f"/{user}":
             raise PermissionDenied(f"permission denied: {path} is the user's root folder")
         with self.db.write() as conn:
-            self._row(conn, path)
+            self._row(conn, path, self.db.lock_update)
             sub = "path = ? OR substr(path, 1, ?) = ?"
             args = (path, len(path) + 1, path + "/")
-            ids = [r[0] for r in conn.execute(f"SELECT id FROM nodes WHERE {sub}", args)]
+            # the subtree locked: a commit into one of its nodes finishes first, or waits
+            # and then finds its node gone
+            lock = self.db.lock_update
+            ids = [r[0] for r in conn.execute(f"SELECT id FROM nodes WHERE {sub}{lock}", args)]
             blobs = self._drop_objects(conn, ids)
             graph.drop(conn, ids)
             conn.execute(f"DELETE FROM nodes WHERE {sub}", args)
         self._collect(blobs)
 
     # -- lineage ----------------------------------------------------------------
-    def _by_ref(self, conn: sqlite3.Connection, user: str, ref: str) -> sqlite3.Row:
+    def _by_ref(self, conn: Conn, user: str, ref: str) -> Any:
         """The row of a node given by path or id; another user's id is not found."""
         if ref.startswith("/"):
             return self._row(conn, self._own(user, ref))
         row = conn.execute("SELECT * FROM nodes WHERE id = ?", (ref,)).fetchone()
         if row is None or row["owner"] != user:
             raise NodeNotFound(ref)
-        return row  # type: ignore[no-any-return]
+        return row
 
     def add_edges(self, user: str, pairs: Sequence[tuple[str, str]]) -> None:
         """Link (from, to) node ids: all of them or, on any bad pair, none."""
@@ -261,55 +324,70 @@ class Store:
                 graph.check_pair(self._linkable(conn, user, src), self._linkable(conn, user, dst))
             graph.add(conn, user, pairs, now())
 
-    def _linkable(self, conn: sqlite3.Connection, user: str, node_id: str) -> sqlite3.Row:
-        row = conn.execute("SELECT * FROM nodes WHERE id = ?", (node_id,)).fetchone()
+    def _linkable(self, conn: Conn, user: str, node_id: str) -> Any:
+        lock = self.db.lock_share  # an edge never outlives a node deleted meanwhile
+        row = conn.execute("SELECT * FROM nodes WHERE id = ?" + lock, (node_id,)).fetchone()
         if row is None:
             raise NodeNotFound(node_id)
         if row["owner"] != user:
             raise PermissionDenied(f"permission denied: node {node_id} is not user '{user}'s")
-        return row  # type: ignore[no-any-return]
+        return row
 
     def lineage(self, user: str, path_or_id: str) -> Lineage:
-        conn = self.db.conn()
-        row = self._by_ref(conn, user, path_or_id)
-        inbound, outbound = graph.neighbours(conn, row["id"])
+        with self.db.read() as conn:
+            row = self._by_ref(conn, user, path_or_id)
+            inbound, outbound = graph.neighbours(conn, row["id"])
         return Lineage(_node(row), tuple(map(_node, inbound)), tuple(map(_node, outbound)))
 
     # -- objects ----------------------------------------------------------------
-    def _artifact(self, conn: sqlite3.Connection, user: str, node_path: str) -> str:
+    def _artifact(self, conn: Conn, user: str, node_path: str, lock: str = "") -> str:
         """The id of the node at ``node_path``, if it is one that holds objects."""
-        row = self._row(conn, self._own(user, node_path))
+        row = self._row(conn, self._own(user, node_path), lock)
         if row["type"] not in HOLDS_OBJECTS:
             raise InvalidInput(f"node {row['path']} is a {row['type']}, not an Artifact or Run")
         return str(row["id"])
 
     def list_objects(
-        self, user: str, node_path: str, page: int = 1, size: int = 1000
+        self, user: str, node_path: str, page: int = 1, size: int = 1000, after: str | None = None
     ) -> tuple[list[ObjectInfo], int]:
-        conn = self.db.conn()
-        node_id = self._artifact(conn, user, node_path)
-        total = conn.execute("SELECT COUNT(*) FROM objects WHERE node_id = ?", (node_id,))
-        cursor = conn.cursor()
-        cursor.row_factory = None  # plain tuples: a 100,000-object listing is 2x faster
-        rows = cursor.execute(
-            "SELECT key, size, md5, mtime, content_type FROM objects WHERE node_id = ?"
-            " ORDER BY key LIMIT ? OFFSET ?",
-            (node_id, size, (max(page, 1) - 1) * size),
-        ).fetchall()
-        return list(map(ObjectInfo._make, rows)), int(total.fetchone()[0])
+        """One page of a node's objects by key, and their total. ``after`` (a key) pages
+        by keyset, which stays as fast at the 100th page as at the first."""
+        with self.db.read() as conn:
+            node_id = self._artifact(conn, user, node_path)
+            total = conn.execute("SELECT COUNT(*) FROM objects WHERE node_id = ?", (node_id,))
+            count = int(total.fetchone()[0])
+            cols = "SELECT key, size, md5, mtime, content_type FROM objects WHERE node_id = ?"
+            if after is not None:
+                cursor = conn.execute(
+                    cols + " AND key > ? ORDER BY key LIMIT ?", (node_id, after, size)
+                )
+            else:
+                cursor = conn.execute(
+                    cols + " ORDER BY key LIMIT ? OFFSET ?",
+                    (node_id, size, (max(page, 1) - 1) * size),
+                )
+            rows = cursor.fetchall()
+        return [ObjectInfo(*tuple(r)) for r in rows], count
 
-    def object_blob(self, user: str, node_path: str, key: str) -> tuple[ObjectInfo, Path]:
-        conn = self.db.conn()
-        node_id = self._artifact(conn, user, node_path)
-        row = conn.execute(
-            "SELECT * FROM objects WHERE node_id = ? AND key = ?", (node_id, key)
-        ).fetchone()
+    def object_blob(self, user: str, node_path: str, key: str) -> tuple[ObjectInfo, BlobReader]:
+        """An object's description and its opened bytes (close the reader when done)."""
+        with self.db.read() as conn:
+            node_id = self._artifact(conn, user, node_path)
+            row = conn.execute(
+                "SELECT o.key, o.size, o.md5, o.mtime, o.content_type, o.blob, b.data,"
+                " b.location FROM objects o LEFT JOIN blobs b ON b.hash = o.blob"
+                " WHERE o.node_id = ? AND o.key = ?",
+                (node_id, key),
+            ).fetchone()
         if row is None:
             raise NodeNotFound(f"{node_path}/{key}", f"object not found [{node_path}/{key}]")
-        return _object(row), self.blobs.path(row["blob"])
+        info = ObjectInfo(row[0], row[1], row[2], row[3], row[4])
+        if row[6] is not None:
+            return info, BytesReader(bytes(row[6]))
+        return info, self.blobs.open(row[5], row[7])
 
     def writer(self, max_size: int | None = None) -> BlobWriter:
-        return self.blobs.writer(max_size)
+        return self.blobs.writer(max_size)  # type: ignore[no-any-return]
 
     def put_object(
         self,
@@ -332,7 +410,8 @@ class Store:
 
     def _check_target(self, user: str, node_path: str, key: str) -> None:
         check_key(key, what="object key", allow_reserved=True)
-        self._artifact(self.db.conn(), user, node_path)
+        with self.db.read() as conn:
+            self._artifact(conn, user, node_path)
 
     def commit_object(
         self, user: str, node_path: str, key: str, writer: BlobWriter, info: BlobInfo
@@ -350,7 +429,8 @@ class Store:
         """
         for key, _, _ in items:
             check_key(key, what="object key", allow_reserved=True)
-        self._artifact(self.db.conn(), user, node_path)
+        with self.db.read() as conn:
+            self._artifact(conn, user, node_path)
         written: list[tuple[str, BlobWriter, BlobInfo]] = []
         try:
             for key, chunks, md5 in items:
@@ -367,28 +447,39 @@ class Store:
     def _commit_many(
         self, user: str, node_path: str, written: list[tuple[str, BlobWriter, BlobInfo]]
     ) -> list[ObjectInfo]:
-        stamp, old, out = now(), [], []
-        with self.db.write() as conn:
-            try:
-                node_id = self._artifact(conn, user, node_path)
-            except BaseException:
-                for _, writer, _ in written:
-                    writer.discard()
-                raise
-            _forget_digest(conn, node_id, [key for key, _, _ in written])
-            for key, writer, info in written:
-                self.blobs.commit(writer, info)
-                row = conn.execute(
-                    "SELECT blob FROM objects WHERE node_id = ? AND key = ?", (node_id, key)
-                ).fetchone()
-                if row and row["blob"] != info.blob:
-                    old.append(row["blob"])
-                ctype = _content_type(key)
-                conn.execute(
-                    "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (node_id, key, info.blob, info.size, info.md5, stamp, ctype),
-                )
-                out.append(ObjectInfo(key, info.size, info.md5, stamp, ctype))
+        if any(writer.sink is not None for _, writer, _ in written):
+            failpoints.hit("store.blob-written")  # bytes stored, nothing committed yet
+        stamp, old, out, later = now(), [], [], []
+        try:
+            with self.db.write() as conn:
+                node_id = self._artifact(conn, user, node_path, self.db.lock_share)
+                _forget_digest(conn, node_id, [key for key, _, _ in written])
+                # blob rows in hash order: two commits sharing blobs never deadlock
+                for _, writer, info in sorted(written, key=lambda item: item[2].blob):
+                    cleanup = blobrows.commit_blob(conn, self.db, self.blobs, writer, info)
+                    if cleanup is not None:
+                        later.append(cleanup)
+                for key, _, info in written:
+                    ctype = _content_type(key)
+                    row = conn.execute(
+                        "SELECT blob FROM objects WHERE node_id = ? AND key = ?", (node_id, key)
+                    ).fetchone()
+                    if row and row[0] != info.blob:
+                        old.append(row[0])
+                    conn.execute(
+                        "INSERT INTO objects (node_id, key, blob, size, md5, mtime, content_type)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (node_id, key) DO UPDATE SET"
+                        " blob = excluded.blob, size = excluded.size, md5 = excluded.md5,"
+                        " mtime = excluded.mtime, content_type = excluded.content_type",
+                        (node_id, key, info.blob, info.size, info.md5, stamp, ctype),
+                    )
+                    out.append(ObjectInfo(key, info.size, info.md5, stamp, ctype))
+        except BaseException:
+            for _, writer, _ in written:
+                writer.discard()  # a blob already placed is kept: its temp is gone
+            raise
+        for cleanup in later:
+            cleanup()
         self._collect(old)
         return out
 
@@ -407,7 +498,7 @@ class Store:
                     blobs.append(row[0])
         self._collect(blobs)
 
-    def _drop_objects(self, conn: sqlite3.Connection, node_ids: list[str]) -> list[str]:
+    def _drop_objects(self, conn: Conn, node_ids: list[str]) -> list[str]:
         blobs: list[str] = []
         for node_id in node_ids:
             rows = conn.execute("DELETE FROM objects WHERE node_id = ? RETURNING blob", (node_id,))
@@ -415,18 +506,8 @@ class Store:
         return blobs
 
     def _collect(self, blobs: Iterable[str]) -> None:
-        """Remove blobs no object refers to any more.
-
-        Checked again under the write lock: a concurrent put of the same content
-        renames its blob and inserts its row inside one locked transaction.
-        """
-        candidates = set(blobs)
-        if not candidates:
-            return
-        with self.db.write() as conn:
-            for blob in candidates:
-                if not conn.execute("SELECT 1 FROM objects WHERE blob = ?", (blob,)).fetchone():
-                    self.blobs.remove(blob)
+        """Blobs no object refers to any more: see ``blobrows.collect``."""
+        blobrows.collect(self.db, self.blobs, blobs)
 
     def close(self) -> None:
         self.db.close()
@@ -435,7 +516,7 @@ class Store:
 _BLANK = BlobInfo("", "", 0)
 
 
-def _forget_digest(conn: sqlite3.Connection, node_id: str, keys: Sequence[str]) -> None:
+def _forget_digest(conn: Conn, node_id: str, keys: Sequence[str]) -> None:
     """A node's contentDigest describes its objects: any object change voids it.
 
     Clients that follow the protocol clear it themselves before changing objects;
@@ -446,14 +527,20 @@ def _forget_digest(conn: sqlite3.Connection, node_id: str, keys: Sequence[str]) 
     """
     if all(k in RESERVED_ROOT_NAMES for k in keys):
         return
-    conn.execute(
-        "UPDATE nodes SET revision = revision + 1, extra = CASE WHEN json_valid(extra)"
-        " THEN json_remove(extra, '$.contentDigest') ELSE extra END WHERE id = ?",
-        (node_id,),
-    )
+    row = conn.execute(
+        "UPDATE nodes SET revision = revision + 1 WHERE id = ? RETURNING extra", (node_id,)
+    ).fetchone()
+    try:
+        extra = json.loads(row[0]) if row is not None else None
+    except ValueError:
+        return
+    if isinstance(extra, dict) and "contentDigest" in extra:
+        del extra["contentDigest"]
+        compact = json.dumps(extra, separators=(",", ":"), ensure_ascii=False)
+        conn.execute("UPDATE nodes SET extra = ? WHERE id = ?", (compact, node_id))
 
 
-def _node(row: sqlite3.Row) -> Node:
+def _node(row: Any) -> Node:
     return Node(
         id=row["id"],
         name=row["name"],
@@ -467,10 +554,6 @@ def _node(row: sqlite3.Row) -> Node:
         updated_at=row["updated_at"],
         revision=row["revision"],
     )
-
-
-def _object(row: sqlite3.Row) -> ObjectInfo:
-    return ObjectInfo(row["key"], row["size"], row["md5"], row["mtime"], row["content_type"])
 
 
 def _content_type(key: str) -> str:

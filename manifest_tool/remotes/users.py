@@ -1,4 +1,4 @@
-"""Users of the embedded store and their API keys (stored only as hashes).
+"""Users of the store and their API keys (stored only as hashes).
 
 Keys are random UUIDs (122 bits), so one SHA-256 is enough to make a leaked
 database useless for logging in; a slow password hash would buy nothing.
@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 import uuid
 
 from ..errors import InvalidInput
-from .db import Database
+from .db import Database, UniqueViolation
 from .store import now
 
 # One spelling per user: 'Alice', ' alice' and 'alice' would be three roots.
@@ -33,8 +32,11 @@ def add_user(db: Database, name: str) -> str:
     key = str(uuid.uuid4())
     try:
         with db.write() as conn:
-            conn.execute("INSERT INTO users VALUES (?, ?, ?)", (name, _hash(key), now()))
-    except sqlite3.IntegrityError:
+            conn.execute(
+                "INSERT INTO users (name, key_hash, created_at) VALUES (?, ?, ?)",
+                (name, _hash(key), now()),
+            )
+    except UniqueViolation:
         raise InvalidInput(
             f"user {name!r} already exists (revoke it first to issue a new key)"
         ) from None
@@ -42,7 +44,8 @@ def add_user(db: Database, name: str) -> str:
 
 
 def list_users(db: Database) -> list[tuple[str, str]]:
-    rows = db.conn().execute("SELECT name, created_at FROM users ORDER BY name").fetchall()
+    with db.read() as conn:
+        rows = conn.execute("SELECT name, created_at FROM users ORDER BY name").fetchall()
     return [(r[0], r[1]) for r in rows]
 
 
@@ -54,5 +57,6 @@ def revoke_user(db: Database, name: str) -> None:
 
 
 def user_for_key(db: Database, key: str) -> str | None:
-    row = db.conn().execute("SELECT name FROM users WHERE key_hash = ?", (_hash(key),)).fetchone()
+    with db.read() as conn:
+        row = conn.execute("SELECT name FROM users WHERE key_hash = ?", (_hash(key),)).fetchone()
     return None if row is None else str(row[0])

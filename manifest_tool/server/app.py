@@ -1,4 +1,4 @@
-"""The ASGI app: docs/protocol.md's calls over one embedded Store."""
+"""The ASGI app: docs/protocol.md's calls over one Store (embedded or shared)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,12 @@ from .sweeper import sweeping
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(data_dir: Path, prefix: str = "", limits: Limits | None = None) -> AccessLog:
-    """The server over the store in ``data_dir``, its API mounted below ``prefix``."""
-    store = Store(Path(data_dir))
+def create_app(
+    data: Path | Store, prefix: str = "", limits: Limits | None = None
+) -> AccessLog:
+    """The server over ``data`` (a store, or the embedded store's directory), its API
+    mounted below ``prefix``."""
+    store = data if isinstance(data, Store) else Store(Path(data))
     routes = _routes()
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     app = Starlette(

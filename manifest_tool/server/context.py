@@ -18,7 +18,7 @@ from anyio import CapacityLimiter
 from starlette.requests import Request
 
 from ..errors import InvalidInput
-from ..remotes.multipart import Multipart
+from ..remotes.shared_multipart import multipart_for
 from ..remotes.store import Store
 from ..remotes.users import user_for_key
 from .authlimit import AuthLimiter
@@ -33,7 +33,7 @@ USER_KEY = "manifest_tool.user"  # in the scope once the request's key is known:
 @dataclass(frozen=True)
 class Context:
     store: Store
-    multipart: Multipart
+    multipart: Any  # Multipart or SharedMultipart: the same calls
     limits: Limits
     auth: AuthLimiter
     uploads: CapacityLimiter  # the threads uploads write with, apart from all others
@@ -43,7 +43,8 @@ class Context:
     @classmethod
     def over(cls, store: Store, limits: Limits) -> Context:
         auth = AuthLimiter(limits.auth_failures, limits.auth_window_s)
-        return cls(store, Multipart(store), limits, auth, CapacityLimiter(limits.upload_threads))
+        uploads = CapacityLimiter(limits.upload_threads)
+        return cls(store, multipart_for(store), limits, auth, uploads)
 
 
 @contextmanager

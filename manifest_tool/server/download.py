@@ -1,21 +1,20 @@
-"""Object downloads: the blob streamed from an open file, honouring one ``Range``.
+"""Object downloads: the blob streamed from its opened reader, honouring one ``Range``.
 
-The file is opened before the answer starts, so a concurrent replace that removes
-the blob cannot cut a download short (the open descriptor keeps the bytes).
+The blob is opened before the answer starts: a file through a descriptor, which a
+concurrent removal cannot cut short; an S3 key, which GC keeps for a grace period
+after its last object went; inline bytes, already read.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import BinaryIO
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import quote
 
 from starlette.responses import StreamingResponse
 
 from ..remotes.base import ObjectInfo
+from ..remotes.blobs import BlobReader
 from .context import run
 from .errors import RangeNotSatisfiable
 
@@ -54,10 +53,13 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 async def object_response(
-    info: ObjectInfo, blob: Path, range_header: str | None
+    info: ObjectInfo, reader: BlobReader, range_header: str | None
 ) -> StreamingResponse:
-    span = byte_range(range_header, info.size_bytes)
-    fh = await run(_open, blob)
+    try:
+        span = byte_range(range_header, info.size_bytes)
+    except BaseException:
+        reader.close()
+        raise
     first, last = span if span else (0, info.size_bytes - 1)
     headers = {
         "Content-Length": str(last - first + 1),
@@ -72,7 +74,7 @@ async def object_response(
     if span:
         headers["Content-Range"] = f"bytes {first}-{last}/{info.size_bytes}"
     return StreamingResponse(
-        _read(fh, first, last - first + 1), 206 if span else 200, headers, info.content_type
+        _read(reader, first, last - first + 1), 206 if span else 200, headers, info.content_type
     )
 
 
@@ -80,18 +82,13 @@ def _filename(key: str) -> str:
     return quote(key.rsplit("/", 1)[-1], safe="")
 
 
-def _open(path: Path) -> BinaryIO:
-    return path.open("rb")
-
-
-async def _read(fh: BinaryIO, offset: int, length: int) -> AsyncIterator[bytes]:
+async def _read(reader: BlobReader, offset: int, length: int) -> AsyncIterator[bytes]:
+    chunks: Iterator[bytes] = reader.chunks(offset, length)
     try:
-        while length > 0:
-            chunk = await run(os.pread, fh.fileno(), min(CHUNK, length), offset)
-            if not chunk:
+        while True:
+            chunk = await run(next, chunks, None)
+            if chunk is None:
                 break
-            offset += len(chunk)
-            length -= len(chunk)
             yield chunk
     finally:
-        await run(fh.close)
+        await run(reader.close)

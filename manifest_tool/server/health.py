@@ -19,7 +19,8 @@ log = logging.getLogger("manifest_tool.health")
 
 def probe(store: Store) -> None:
     """One read of the database, through the same connection handlers use."""
-    store.db.conn().execute("SELECT 1 FROM nodes LIMIT 1").fetchall()
+    with store.db.read() as conn:
+        conn.execute("SELECT 1 FROM nodes LIMIT 1").fetchall()
 
 
 async def healthz(request: Request) -> Response:

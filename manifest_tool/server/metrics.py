@@ -107,14 +107,14 @@ def _label(value: str) -> str:
 
 def store_size(store: Store) -> tuple[int, int, int]:
     """(objects, their bytes, bytes of distinct blobs): one read of the objects table."""
-    conn = store.db.conn()
-    objects, object_bytes = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects"
-    ).fetchone()
-    (blob_bytes,) = conn.execute(
-        "SELECT COALESCE(SUM(size), 0) FROM (SELECT blob, MAX(size) AS size FROM objects"
-        " GROUP BY blob)"
-    ).fetchone()
+    with store.db.read() as conn:
+        objects, object_bytes = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects"
+        ).fetchone()
+        (blob_bytes,) = conn.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM (SELECT blob, MAX(size) AS size FROM objects"
+            " GROUP BY blob) AS distinct_blobs"
+        ).fetchone()
     return int(objects), int(object_bytes), int(blob_bytes)
 
 

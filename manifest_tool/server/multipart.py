@@ -31,7 +31,8 @@ async def put_part(request: Request) -> Response:
     ctx = context(request)
 
     def store(chunks: Iterator[bytes]) -> str:
-        return ctx.multipart.put_part(user, upload_id, node_path, key, number, chunks)
+        etag: str = ctx.multipart.put_part(user, upload_id, node_path, key, number, chunks)
+        return etag
 
     etag = await receive_content(request, ctx, user, store)
     return JSONResponse({"eTag": etag})

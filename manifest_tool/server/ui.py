@@ -94,6 +94,7 @@ def history(store: Store, user: str, node_path: str) -> list[list[tuple[str, str
     except NodeNotFound:
         return []
     if info.size_bytes > HISTORY_BYTES:
+        blob.close()
         return []
     try:  # the C loader: a page view must not hold the interpreter for long
         data = yaml.load(blob.read_bytes(), Loader=_LOADER)

@@ -1,0 +1,239 @@
+"""Which blob holds a content: the ``blobs`` rows, decided under row locks.
+
+Every blob has a row keyed by its strong hash: its bytes (inline), or where they
+live (an S3 key; a file's place is its hash). Dedup is decided here, in the
+database, whatever the backend: the first commit to insert the hash's row wins;
+any other writer of the same content drops its own copy after its commit.
+
+The rule that keeps GC from deleting a blob someone is about to use: a commit that
+references a blob holds its row (the insert, or ``FOR SHARE`` on PostgreSQL) until
+it commits, and whoever removes a blob first locks its row ``FOR UPDATE`` and only
+then checks, in a fresh statement, that no object refers to it. On SQLite the
+single writer gives the same order.
+
+Intents (``intents`` rows) name S3 keys written but not yet referenced. A commit
+deletes its intent in the same transaction; GC marks an old intent ``doomed``
+before deleting its key, so a very late commit finds its intent doomed and fails
+instead of referencing a deleted key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..errors import RemoteError
+from .blobs import BlobInfo, BlobWriter
+from .db import Conn, Database
+
+Cleanup = Callable[[], None]
+GONE = "the upload took too long and its bytes were collected; send it again"
+
+
+def now() -> str:
+    from .store import now as stamp
+
+    return stamp()
+
+
+class Intents:
+    """The database side of S3 intents; each call is its own short transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, location: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO intents (location, created_at) VALUES (?, ?)", (location, now())
+            )
+
+    def touch(self, location: str | None) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE intents SET created_at = ? WHERE location = ? AND doomed = 0",
+                (now(), location),
+            )
+
+    def forget(self, location: str | None) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM intents WHERE location = ?", (location,))
+
+
+def claim_intent(conn: Conn, location: str) -> None:
+    """In a commit: the intent for ``location`` is ours to clear, or GC took the key."""
+    row = conn.execute(
+        "DELETE FROM intents WHERE location = ? AND doomed = 0 RETURNING location", (location,)
+    ).fetchone()
+    if row is None:
+        raise RemoteError(GONE)
+
+
+def commit_blob(
+    conn: Conn, db: Database, backend: Any, writer: BlobWriter, info: BlobInfo
+) -> Cleanup | None:
+    """Make ``info.blob`` exist for this transaction's objects (call in hash order).
+
+    Returns what to do after the commit when the writer lost the dedup race.
+    """
+    data = writer.inline
+    sink = writer.sink
+    location = sink.location if sink is not None else None
+    for _ in range(20):
+        won = conn.execute(
+            "INSERT INTO blobs (hash, size, data, location, created_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (hash) DO NOTHING RETURNING hash",
+            (info.blob, info.size, data, location, now()),
+        ).fetchone()
+        if won is not None:
+            if location is not None:
+                claim_intent(conn, location)
+            backend.place(writer, info)
+            return None
+        held = conn.execute(
+            "SELECT hash FROM blobs WHERE hash = ?" + db.lock_share, (info.blob,)
+        ).fetchone()
+        if held is not None:
+            return lambda: backend.drop_unused(writer)
+        # removed between our insert and our lock: insert again
+    raise RemoteError(f"blob {info.blob} could not be stored: its row kept changing")
+
+
+def lookup(conn: Conn, blob: str) -> tuple[bytes | None, str | None]:
+    """(inline bytes, S3 key) of a blob; (None, None) for a file blob."""
+    row = conn.execute("SELECT data, location FROM blobs WHERE hash = ?", (blob,)).fetchone()
+    if row is None:
+        return None, None
+    data = row[0]
+    return (bytes(data) if data is not None else None), row[1]
+
+
+def referenced(conn: Conn, blob: str) -> bool:
+    row = conn.execute("SELECT 1 FROM objects WHERE blob = ? LIMIT 1", (blob,)).fetchone()
+    return row is not None
+
+
+def lock_for_removal(conn: Conn, db: Database, blob: str) -> Any:
+    """The blob's row locked FOR UPDATE (made first for a file that has none), or None
+    when an object refers to the blob."""
+    row = conn.execute(
+        "SELECT hash, data IS NOT NULL AS inline, location, created_at, released_at"
+        " FROM blobs WHERE hash = ?" + db.lock_update,
+        (blob,),
+    ).fetchone()
+    if row is None:  # a file from before the blobs table, or left by a rolled-back commit
+        conn.execute(
+            "INSERT INTO blobs (hash, size, created_at) VALUES (?, -1, ?)"
+            " ON CONFLICT (hash) DO NOTHING",
+            (blob, now()),
+        )
+        row = conn.execute(
+            "SELECT hash, data IS NOT NULL AS inline, location, created_at, released_at"
+            " FROM blobs WHERE hash = ?" + db.lock_update,
+            (blob,),
+        ).fetchone()
+    if row is None or referenced(conn, blob):
+        return None
+    return row
+
+
+def collect(db: Database, backend: Any, blobs: Iterable[str]) -> None:
+    """Blobs whose last object just went: removed now where no reader can be cut short
+    (inline rows; files, read through open descriptors), else stamped as released for
+    GC to remove after its grace."""
+    for blob in sorted(set(blobs)):
+        with db.write() as conn:
+            row = lock_for_removal(conn, db, blob)
+            if row is None:
+                continue
+            if row["inline"] or not backend.deferred_removal:
+                conn.execute("DELETE FROM blobs WHERE hash = ?", (blob,))
+                if not row["inline"]:
+                    backend.remove(blob, row["location"])
+            else:
+                conn.execute("UPDATE blobs SET released_at = ? WHERE hash = ?", (now(), blob))
+
+
+def remove_unused(db: Database, backend: Any, blob: str, cutoff: str | None) -> int | None:
+    """Remove one blob if no object refers to it and (with ``cutoff``) it has been
+    idle since then; the bytes freed, or None when kept. An S3 key becomes a doomed
+    intent in the same transaction, so a kill before its deletion leaves it findable."""
+    with db.write() as conn:
+        row = lock_for_removal(conn, db, blob)
+        if row is None:
+            return None
+        if cutoff is not None and (row["released_at"] or row["created_at"]) >= cutoff:
+            return None
+        size = conn.execute("SELECT size FROM blobs WHERE hash = ?", (blob,)).fetchone()[0]
+        conn.execute("DELETE FROM blobs WHERE hash = ?", (blob,))
+        location = row["location"]
+        if location is not None:
+            doom(conn, location)
+        elif not row["inline"]:
+            backend.remove(blob, None)  # a file: unlinked while its row is locked
+    if location is not None:
+        backend.remove(blob, location)
+        forget(db, location)
+    return max(int(size), 0)
+
+
+def doom(conn: Conn, location: str) -> None:
+    """Mark ``location`` for deletion, in the transaction that drops its last reference."""
+    conn.execute(
+        "INSERT INTO intents (location, created_at, doomed) VALUES (?, ?, 1)"
+        " ON CONFLICT (location) DO UPDATE SET doomed = 1",
+        (location, now()),
+    )
+
+
+def forget(db: Database, location: str) -> None:
+    with db.write() as conn:
+        conn.execute("DELETE FROM intents WHERE location = ?", (location,))
+
+
+def stale_intents(db: Database, cutoff: str) -> list[str]:
+    """Keys written but never referenced (older than ``cutoff``), or doomed."""
+    with db.read() as conn:
+        rows = conn.execute(
+            "SELECT location FROM intents WHERE doomed = 1 OR created_at < ? ORDER BY location",
+            (cutoff,),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def clear_intent(db: Database, backend: Any, location: str) -> bool:
+    """Delete an intent's S3 key (and any multipart upload on it), then the intent;
+    False when a commit claimed it meanwhile."""
+    with db.write() as conn:
+        held = conn.execute(
+            "UPDATE intents SET doomed = 1 WHERE location = ? RETURNING location", (location,)
+        ).fetchone()
+        if held is None:
+            return False
+        used = conn.execute(
+            "SELECT 1 FROM blobs WHERE location = ? UNION ALL"
+            " SELECT 1 FROM upload_parts WHERE location = ?",
+            (location, location),
+        ).fetchone()
+        if used is not None:  # referenced after all: only the intent is stale
+            conn.execute("DELETE FROM intents WHERE location = ?", (location,))
+            return False
+    backend.abort_uploads(location)
+    backend.remove(None, location)
+    forget(db, location)
+    return True
+
+
+def unused_blobs(db: Database, cutoff: str, files_too: bool) -> list[tuple[str, int]]:
+    """(hash, size) of blobs no object refers to, idle since ``cutoff`` (confirmed
+    again on removal). Without ``files_too``, rows of blob files are left to the scan
+    of the files themselves."""
+    only = "" if files_too else " AND (b.data IS NOT NULL OR b.location IS NOT NULL)"
+    with db.read() as conn:
+        rows = conn.execute(
+            "SELECT hash, size FROM blobs b WHERE COALESCE(b.released_at, b.created_at) < ?"
+            " AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.blob = b.hash)" + only
+            + " ORDER BY hash",
+            (cutoff,),
+        ).fetchall()
+    return [(r[0], max(int(r[1]), 0)) for r in rows]
