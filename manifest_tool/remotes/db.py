@@ -15,15 +15,17 @@ together migrate once.
 
 from __future__ import annotations
 
+import functools
 import queue
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from ..errors import RemoteError
 
@@ -260,13 +262,17 @@ class _Row(tuple[Any, ...]):
         return list(self.names)
 
 
+@functools.lru_cache(maxsize=256)
+def _row_class(columns: tuple[str, ...]) -> type[_Row]:
+    """One row class per result shape (made once, not per query)."""
+    return type("Row", (_Row,), {"names": {name: i for i, name in enumerate(columns)}})
+
+
 def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
-    desc = cursor.description or []
-    names = {d.name: i for i, d in enumerate(desc)}
-    cls = type("Row", (_Row,), {"names": names})
+    cls = _row_class(tuple(d.name for d in cursor.description or []))
 
     def make(values: Sequence[Any]) -> _Row:
-        return cls(values)  # type: ignore[no-any-return]
+        return cls(values)
 
     return make
 
@@ -321,9 +327,15 @@ class PostgresDatabase:
         import psycopg
 
         try:
-            raw = psycopg.connect(self._url, autocommit=True, row_factory=_row_factory)
+            raw = psycopg.connect(
+                self._url, autocommit=True, row_factory=_row_factory, connect_timeout=10
+            )
         except psycopg.Error as err:
-            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            reason = " ".join(lines) or type(err).__name__
+            password = urlsplit(self._url).password
+            if password:
+                reason = reason.replace(password, "***")
             raise RemoteError(
                 f"cannot connect to the database {self.url_for_humans}: {reason}"
             ) from None
@@ -348,7 +360,7 @@ class PostgresDatabase:
                     raise
 
     def _checkin(self, conn: _PgConn) -> None:
-        if conn.raw.closed or conn.raw.info.transaction_status != 0:  # broken: replace it
+        if conn.raw.broken or conn.raw.closed or conn.raw.info.transaction_status != 0:
             conn.raw.close()
             with self._lock:
                 self._made -= 1
@@ -372,7 +384,7 @@ class PostgresDatabase:
                 yield conn
                 conn.raw.execute("COMMIT")
             except BaseException:
-                if not conn.raw.closed:
+                with suppress(Exception):  # a lost connection: the error to report is above
                     conn.raw.execute("ROLLBACK")
                 raise
         finally:

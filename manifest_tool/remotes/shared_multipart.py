@@ -171,14 +171,16 @@ class SharedMultipart:
 def drop_upload(store: Store, upload_id: str) -> bool:
     """Forget an upload and delete its part keys (doomed first); False if gone."""
     with store.db.write() as conn:
-        gone = conn.execute(
-            "DELETE FROM uploads WHERE id = ? RETURNING id", (upload_id,)
+        held = conn.execute(
+            "SELECT id FROM uploads WHERE id = ?" + store.db.lock_update, (upload_id,)
         ).fetchone()
-        if gone is None:
+        if held is None:
             return False
+        # the parts before the upload: its delete would cascade them away unseen
         rows = conn.execute(
             "DELETE FROM upload_parts WHERE upload_id = ? RETURNING location", (upload_id,)
         ).fetchall()
+        conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
         locations = [r[0] for r in rows if r[0] is not None]
         for location in locations:
             blobrows.doom(conn, location)

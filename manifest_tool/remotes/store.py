@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import mimetypes
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,6 @@ class Store:
         self.blobs = blobs
         if hasattr(blobs, "intents"):
             blobs.intents = blobrows.Intents(db)
-
-    @property
-    def shared(self) -> bool:
-        """Several processes may serve this store (its state is all in the engines)."""
-        return self.root is None or self.db.dialect != "sqlite" or self.blobs.kind != "files"
 
     def describe(self) -> str:
         """The store for people and logs (never a password)."""
@@ -449,31 +445,30 @@ class Store:
     ) -> list[ObjectInfo]:
         if any(writer.sink is not None for _, writer, _ in written):
             failpoints.hit("store.blob-written")  # bytes stored, nothing committed yet
-        stamp, old, out, later = now(), [], [], []
+        stamp, old, out = now(), [], []
+        later: list[Callable[[], None]] = []
         try:
             with self.db.write() as conn:
-                node_id = self._artifact(conn, user, node_path, self.db.lock_share)
+                # FOR UPDATE, not SHARE: the revision update below would otherwise be a
+                # lock upgrade, which deadlocks two commits into one node
+                node_id = self._artifact(conn, user, node_path, self.db.lock_update)
                 _forget_digest(conn, node_id, [key for key, _, _ in written])
-                # blob rows in hash order: two commits sharing blobs never deadlock
-                for _, writer, info in sorted(written, key=lambda item: item[2].blob):
-                    cleanup = blobrows.commit_blob(conn, self.db, self.blobs, writer, info)
-                    if cleanup is not None:
-                        later.append(cleanup)
+                later = self._place_blobs(conn, written)
+                current = _current_blobs(conn, node_id, [key for key, _, _ in written])
+                rows = []
                 for key, _, info in written:
+                    if current.get(key, info.blob) != info.blob:
+                        old.append(current[key])
                     ctype = _content_type(key)
-                    row = conn.execute(
-                        "SELECT blob FROM objects WHERE node_id = ? AND key = ?", (node_id, key)
-                    ).fetchone()
-                    if row and row[0] != info.blob:
-                        old.append(row[0])
-                    conn.execute(
-                        "INSERT INTO objects (node_id, key, blob, size, md5, mtime, content_type)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (node_id, key) DO UPDATE SET"
-                        " blob = excluded.blob, size = excluded.size, md5 = excluded.md5,"
-                        " mtime = excluded.mtime, content_type = excluded.content_type",
-                        (node_id, key, info.blob, info.size, info.md5, stamp, ctype),
-                    )
+                    rows.append((node_id, key, info.blob, info.size, info.md5, stamp, ctype))
                     out.append(ObjectInfo(key, info.size, info.md5, stamp, ctype))
+                conn.executemany(
+                    "INSERT INTO objects (node_id, key, blob, size, md5, mtime, content_type)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (node_id, key) DO UPDATE SET"
+                    " blob = excluded.blob, size = excluded.size, md5 = excluded.md5,"
+                    " mtime = excluded.mtime, content_type = excluded.content_type",
+                    rows,
+                )
         except BaseException:
             for _, writer, _ in written:
                 writer.discard()  # a blob already placed is kept: its temp is gone
@@ -482,6 +477,24 @@ class Store:
             cleanup()
         self._collect(old)
         return out
+
+    def _place_blobs(
+        self, conn: Conn, written: list[tuple[str, BlobWriter, BlobInfo]]
+    ) -> list[Callable[[], None]]:
+        """Each distinct blob placed once, in hash order (two commits sharing blobs
+        never deadlock); what to drop after the commit (copies that lost to a blob
+        already there, or to another item of this batch)."""
+        later: list[Callable[[], None]] = []
+        placed: set[str] = set()
+        for _, writer, info in sorted(written, key=lambda item: item[2].blob):
+            if info.blob in placed:
+                later.append(partial(self.blobs.drop_unused, writer))
+                continue
+            placed.add(info.blob)
+            cleanup = blobrows.commit_blob(conn, self.db, self.blobs, writer, info)
+            if cleanup is not None:
+                later.append(cleanup)
+        return later
 
     def delete_objects(self, user: str, node_path: str, keys: Iterable[str]) -> None:
         keys = list(keys)
@@ -514,6 +527,20 @@ class Store:
 
 
 _BLANK = BlobInfo("", "", 0)
+
+
+def _current_blobs(conn: Conn, node_id: str, keys: Sequence[str]) -> dict[str, str]:
+    """The blob each of ``keys`` refers to now (absent keys left out)."""
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), 500):  # under SQLite's limit on parameters
+        chunk = list(keys[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        cursor = conn.execute(
+            f"SELECT key, blob FROM objects WHERE node_id = ? AND key IN ({marks})",
+            [node_id, *chunk],
+        )
+        found.update((row[0], row[1]) for row in cursor)
+    return found
 
 
 def _forget_digest(conn: Conn, node_id: str, keys: Sequence[str]) -> None:

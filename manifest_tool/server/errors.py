@@ -23,6 +23,7 @@ from ..errors import (
     NodeNotFound,
     NotAFolder,
     PermissionDenied,
+    RemoteError,
     RevisionMismatch,
 )
 
@@ -94,7 +95,21 @@ def error_response(err: Exception) -> Response:
         return _json("input nested too deeply", 400)
     if isinstance(err, UnicodeError):  # client text no file name or database can hold
         return _json("text that cannot be stored as UTF-8 (a lone surrogate?)", 400)
+    engine = _engine_of(err)
+    if engine is not None:  # a shared store's engine failed or is restarting: retry
+        log.warning("%s error: %s", engine, str(err).splitlines()[0] if str(err) else err)
+        return _json(f"the store's {engine} failed; nothing was changed by this call, retry", 503)
     return _unexpected(err)
+
+
+def _engine_of(err: Exception) -> str | None:
+    """Which engine of a shared store raised ``err`` (by its library), if one did."""
+    module = type(err).__module__
+    if module.startswith("psycopg"):
+        return "database"
+    if module.startswith(("botocore", "boto3", "urllib3")):
+        return "blob storage"
+    return None
 
 
 def _unexpected(err: Exception) -> Response:
@@ -129,6 +144,8 @@ def _known(err: ManifestToolError) -> Response:
         return _json(str(err), 429, {"Retry-After": str(err.retry_after)})
     if isinstance(err, ChecksumMismatch | InvalidInput):
         return _json(str(err), 400)
+    if isinstance(err, RemoteError):  # the server's own engines (a shared store's)
+        return _json(str(err), 503)
     return _unexpected(err)
 
 

@@ -71,7 +71,9 @@ async def list_objects(request: Request) -> Response:
     node = query(request, "path")
     page = int_query(request, "page", 1, 1 << 30)
     size = page_size(request)
-    objects, total = await run(context(request).store.list_objects, user, node, page, size)
+    after = request.query_params.get("after")  # keyset paging (docs/protocol.md)
+    listing = context(request).store.list_objects
+    objects, total = await run(listing, user, node, page, size, after)
     body = {"data": [o.to_api() for o in objects], "pagination": pagination(page, size, total)}
     return JSONResponse(body)
 
