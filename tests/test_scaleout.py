@@ -165,6 +165,42 @@ def test_digest_compare_and_set_across_replicas(pair: Replicas, folder: str) -> 
         assert "contentDigest" not in json.loads(info(b, url_b)["extra"])
 
 
+# -- one multipart upload, every call on another replica ------------------------------------
+
+
+def test_multipart_upload_moves_between_replicas(pair: Replicas, folder: str) -> None:
+    """Start on A, parts on B then A, finish on B: the state lives in the database."""
+    remote, art = artifact(pair, folder)
+    s = session(pair)
+    a, b = (server.url for server in pair.servers[:2])
+    params = {"path": f"{art}/parts.bin"}
+    parts = [os.urandom(5 * MiB), os.urandom(1024)]
+    started = s.post(f"{a}/apis/v1/objects/multipart", params=params, timeout=30)
+    assert started.status_code == 200, started.text
+    upload_id = started.json()["uploadId"]
+    etags = []
+    for number, (url, data) in enumerate(zip((b, a), parts, strict=True), start=1):
+        sent = s.put(
+            f"{url}/apis/v1/objects/multipart/{upload_id}",
+            params={**params, "partNumber": number},
+            files={"content": ("blob", data)},
+            timeout=60,
+        )
+        assert sent.status_code == 200, sent.text
+        etags.append({"etag": sent.json()["eTag"], "partNumber": number})
+    whole = b"".join(parts)
+    done = s.post(
+        f"{b}/apis/v1/objects/multipart/{upload_id}", params=params,
+        json={"parts": etags}, timeout=60,
+    )  # fmt: skip
+    assert done.status_code == 200, done.text
+    assert done.json()["checksum"] == hashlib.md5(whole).hexdigest()
+    for url in (a, b):
+        got = s.get(f"{url}/apis/v1/objects", params=params, timeout=60)
+        assert got.status_code == 200 and got.content == whole
+    assert [o.path for o in remote.list_objects(art)] == ["parts.bin"]
+
+
 # -- killed replicas --------------------------------------------------------------------------
 
 
