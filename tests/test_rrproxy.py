@@ -161,6 +161,27 @@ def test_a_refusing_replica_is_skipped_and_none_gives_502(replicas: list[str]) -
         assert response.status == 502 and b"no replica" in response.read()
 
 
+def test_100_continue_is_relayed_before_the_body(replicas: list[str]) -> None:
+    """As curl does for large uploads: headers, wait for 100 Continue, then the body."""
+    body = b"x" * 70_000
+    with running_proxy(replicas) as proxy:
+        parts = urlsplit(proxy.url)
+        with socket.create_connection((parts.hostname or "", parts.port or 0), timeout=30) as sock:
+            sock.sendall(
+                b"PUT /sink HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body)
+            )
+            interim = sock.recv(4096)
+            assert interim.startswith(b"HTTP/1.1 100"), interim
+            sock.sendall(body)
+            answer = b""
+            while not answer.endswith(hashlib.sha256(body).hexdigest().encode()):
+                chunk = sock.recv(4096)
+                assert chunk, answer
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and b" 70000 " in answer
+
+
 def test_large_bodies_stream_through_with_bounded_memory(
     replicas: list[str], tmp_path: Path
 ) -> None:
