@@ -128,6 +128,7 @@ class Replicas:
     bucket: str
     prefix: str
     root: Path
+    extra: list[Server] = field(default_factory=list)
 
     def headers(self, user: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[user]}"}
@@ -138,9 +139,11 @@ class Replicas:
     def start_replica(
         self, extra_args: Sequence[str] = (), env: dict[str, str] | None = None
     ) -> Server:
-        """One more replica on the same store, not behind the proxy (talk to its .url)."""
+        """One more replica on the same store, not behind the proxy (talk to its .url);
+        stopped with the others at the latest."""
         server = start_on(self.store_args, self.root, self.root / "logs", extra_args, env)
         server.keys = self.keys
+        self.extra.append(server)
         return server
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -169,15 +172,17 @@ def running_replicas(
         store_args = store_args_for(db, f"s3://{bucket}/{prefix}")
         keys = {user: add_user_to(store_args, user) for user in users}
         servers: list[Server] = []
+        replicas: Replicas | None = None
         try:
             for _ in range(n):
                 servers.append(start_on(store_args, root, root / "logs", extra_args))
             for server in servers:
                 server.keys = keys
             with running_proxy([s.url for s in servers]) as proxy:
-                yield Replicas(
+                replicas = Replicas(
                     proxy.url, keys, servers, proxy, store_args, db, bucket, prefix, root
                 )
+                yield replicas
         finally:
-            for server in servers:
+            for server in [*servers, *(replicas.extra if replicas else [])]:
                 server.stop()
