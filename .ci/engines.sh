@@ -7,24 +7,28 @@
 
 ENGINES_TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tools" && pwd)
 
-ci_missing_packages() {
+ci_missing_engines() {
     ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || echo postgresql
-    local bin pkg
-    for bin in ceph-mon:ceph-mon ceph-osd:ceph-osd radosgw:radosgw ceph:ceph-common; do
-        pkg=${bin#*:}
-        command -v "${bin%%:*}" >/dev/null || echo "$pkg"
+    local pair
+    for pair in ceph-mon:ceph-mon ceph-osd:ceph-osd radosgw:radosgw ceph:ceph-common; do
+        command -v "${pair%%:*}" >/dev/null || echo "${pair#*:}"
     done
-    command -v chromium >/dev/null || echo chromium
 }
 
 ci_install_missing() {
-    local missing
-    missing=$(ci_missing_packages | tr '\n' ' ')
-    [[ -z "${missing// /}" ]] && return 0
-    echo "[ci] apt-get install $missing" >&2
+    local engines chromium=""
+    engines=$(ci_missing_engines | tr '\n' ' ')
+    command -v chromium >/dev/null || chromium=chromium
+    [[ -z "${engines// /}" && -z "$chromium" ]] && return 0
+    echo "[ci] apt-get install ${engines}${chromium}" >&2
     apt-get update -qq
-    # shellcheck disable=SC2086  # one word per package
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    if [[ -n "$chromium" ]]; then  # with its recommends (fonts), as the UI tests had it
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+    if [[ -n "${engines// /}" ]]; then
+        # shellcheck disable=SC2086  # one word per package
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $engines >/dev/null
+    fi
 }
 
 engines_up() {
