@@ -168,37 +168,75 @@ def test_digest_compare_and_set_across_replicas(pair: Replicas, folder: str) -> 
 # -- one multipart upload, every call on another replica ------------------------------------
 
 
+def send_part(
+    s: requests.Session, url: str, upload_id: str, path: str, number: int, data: bytes
+) -> dict[str, Any]:
+    sent = s.put(
+        f"{url}/apis/v1/objects/multipart/{upload_id}",
+        params={"path": path, "partNumber": number},
+        files={"content": ("blob", data)},
+        timeout=60,
+    )
+    assert sent.status_code == 200, sent.text
+    return {"etag": sent.json()["eTag"], "partNumber": number}
+
+
+def start_multipart(s: requests.Session, url: str, path: str) -> str:
+    started = s.post(f"{url}/apis/v1/objects/multipart", params={"path": path}, timeout=30)
+    assert started.status_code == 200, started.text
+    return str(started.json()["uploadId"])
+
+
+def finish_multipart(
+    s: requests.Session, url: str, upload_id: str, path: str, etags: list[dict[str, Any]]
+) -> dict[str, Any]:
+    done = s.post(
+        f"{url}/apis/v1/objects/multipart/{upload_id}",
+        params={"path": path},
+        json={"parts": etags},
+        timeout=60,
+    )
+    assert done.status_code == 200, done.text
+    return done.json()  # type: ignore[no-any-return]
+
+
 def test_multipart_upload_moves_between_replicas(pair: Replicas, folder: str) -> None:
     """Start on A, parts on B then A, finish on B: the state lives in the database."""
     remote, art = artifact(pair, folder)
     s = session(pair)
     a, b = (server.url for server in pair.servers[:2])
-    params = {"path": f"{art}/parts.bin"}
+    path = f"{art}/parts.bin"
     parts = [os.urandom(5 * MiB), os.urandom(1024)]
-    started = s.post(f"{a}/apis/v1/objects/multipart", params=params, timeout=30)
-    assert started.status_code == 200, started.text
-    upload_id = started.json()["uploadId"]
-    etags = []
-    for number, (url, data) in enumerate(zip((b, a), parts, strict=True), start=1):
-        sent = s.put(
-            f"{url}/apis/v1/objects/multipart/{upload_id}",
-            params={**params, "partNumber": number},
-            files={"content": ("blob", data)},
-            timeout=60,
-        )
-        assert sent.status_code == 200, sent.text
-        etags.append({"etag": sent.json()["eTag"], "partNumber": number})
+    upload_id = start_multipart(s, a, path)
+    etags = [send_part(s, b, upload_id, path, 1, parts[0])]
+    etags.append(send_part(s, a, upload_id, path, 2, parts[1]))
     whole = b"".join(parts)
-    done = s.post(
-        f"{b}/apis/v1/objects/multipart/{upload_id}", params=params,
-        json={"parts": etags}, timeout=60,
-    )  # fmt: skip
-    assert done.status_code == 200, done.text
-    assert done.json()["checksum"] == hashlib.md5(whole).hexdigest()
+    done = finish_multipart(s, b, upload_id, path, etags)
+    assert done["checksum"] == hashlib.md5(whole).hexdigest()
     for url in (a, b):
-        got = s.get(f"{url}/apis/v1/objects", params=params, timeout=60)
+        got = s.get(f"{url}/apis/v1/objects", params={"path": path}, timeout=60)
         assert got.status_code == 200 and got.content == whole
     assert [o.path for o in remote.list_objects(art)] == ["parts.bin"]
+
+
+def test_a_multipart_upload_survives_the_replica_that_started_it(
+    pair: Replicas, folder: str
+) -> None:
+    """Start and part 1 on a replica that is then killed with SIGKILL; part 2 and the
+    finish on another: nothing of the upload lived in the dead process."""
+    remote, art = artifact(pair, folder)
+    s = session(pair)
+    victim, survivor = pair.start_replica(), pair.servers[1].url
+    path = f"{art}/resumed.bin"
+    parts = [os.urandom(5 * MiB), os.urandom(3000)]
+    upload_id = start_multipart(s, victim.url, path)
+    etags = [send_part(s, victim.url, upload_id, path, 1, parts[0])]
+    victim.stop(signal.SIGKILL)
+    etags.append(send_part(s, survivor, upload_id, path, 2, parts[1]))
+    finish_multipart(s, survivor, upload_id, path, etags)
+    got = s.get(f"{pair.url}/apis/v1/objects", params={"path": path}, timeout=60)
+    assert got.status_code == 200 and got.content == b"".join(parts)
+    assert [o.path for o in remote.list_objects(art)] == ["resumed.bin"]
 
 
 # -- killed replicas --------------------------------------------------------------------------
