@@ -1,5 +1,6 @@
 """First apply through two replicas on PostgreSQL + S3 (Ceph RGW) behind the round-robin
-proxy, against the embedded server (``serve --data``), in the same run.
+proxy, against the embedded server (``serve --data``), in the same run; one replica
+without the proxy shows what the proxy itself costs.
 
 Cases: 10,000 files of 1 KiB, and one file of 1 GiB, each the first ``manifest-tool
 apply`` of a fresh project (its own hash cache) into an empty store, then a no-op
@@ -138,39 +139,55 @@ def main() -> None:
         Case("small", "dir: src/small\n        obj_path: small/", args.small, "files"),
         Case("big", "file: src/big.bin", args.big_mib, "MiB"),
     ]
+    columns: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="mt-bench-scaleout-") as tmp:
         work = Path(tmp)
         make_data(work / "data" / "src", args.big_mib, args.small)
         src = work / "data"
         (work / "embedded").mkdir()
         with running_server(work / "embedded" / "srv", users=[USER]) as srv:
-            embedded = run_cases(srv.url, srv.keys[USER], src, work / "embedded", cases)
+            columns["embedded"] = run_cases(srv.url, srv.keys[USER], src, work / "embedded", cases)
         engines = (
             contextlib.nullcontext()
             if args.env_engines
             else own_engines(work / "eng", args.big_mib)
         )
         with engines:
+            # each on a fresh database and bucket: nothing deduplicates against the other
+            (work / "direct").mkdir()
+            with running_replicas(work / "direct" / "srv", users=[USER], n=1) as one:
+                url = one.servers[0].url  # no proxy in between
+                columns["1 replica"] = run_cases(url, one.keys[USER], src, work / "direct", cases)
             (work / "replicas").mkdir()
             with running_replicas(work / "replicas" / "srv", users=[USER]) as pair:
-                replicas = run_cases(pair.url, pair.keys[USER], src, work / "replicas", cases)
+                columns["2 + proxy"] = run_cases(
+                    pair.url, pair.keys[USER], src, work / "replicas", cases
+                )
                 spread = pair.proxy.counts
-    report(cases, embedded, replicas, spread)
+    report(cases, columns, spread)
 
 
-def report(
-    cases: list[Case], embedded: list[float], replicas: list[float], spread: list[int]
-) -> None:
+def report(cases: list[Case], columns: dict[str, list[float]], spread: list[int]) -> None:
+    """Seconds per case and store, and each shared store's time over the embedded one's."""
     rows: list[tuple[str, Case | None]] = [
         (f"first apply, {c.units:g} {c.unit} ({c.name})", c) for c in cases
     ]
     rows.append((f"no-op apply ({cases[-1].name})", None))
-    print(f"{'case':40} {'embedded':>10} {'2 replicas':>11} {'ratio':>7}   rates")
-    for (label, case), one, two in zip(rows, embedded, replicas, strict=True):
-        rates = f"{case.units / one:,.0f} vs {case.units / two:,.0f} {case.unit}/s" if case else ""
-        print(f"{label:40} {one:9.2f}s {two:10.2f}s {two / one:6.2f}x   {rates}")
+    names = list(columns)
+    print(
+        f"{'case':36}"
+        + "".join(f"{n:>12}" for n in names)
+        + "".join(f"{'ratio ' + n:>18}" for n in names[1:])
+    )
+    for i, (label, case) in enumerate(rows):
+        secs = [columns[n][i] for n in names]
+        line = f"{label:36}" + "".join(f"{t:11.2f}s" for t in secs)
+        line += "".join(f"{t / secs[0]:17.2f}x" for t in secs[1:])
+        if case:
+            line += "   " + " / ".join(f"{case.units / t:,.0f}" for t in secs) + f" {case.unit}/s"
+        print(line)
     print(f"requests per replica through the proxy: {spread}")
-    print("ratio = replicas' time / embedded time (above 1: the replicas are slower)")
+    print("ratio = that store's time / the embedded server's time (above 1: slower)")
 
 
 if __name__ == "__main__":
