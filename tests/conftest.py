@@ -68,6 +68,32 @@ def store_rows(store: Path, sql: str, *params: object) -> list[sqlite3.Row]:
         conn.close()
 
 
+def stored_blob(store: Path, blob: str) -> bytes:
+    """A blob's bytes as stored: its file, or its row (blobs of up to 64 KiB are inline)."""
+    path = store / "blobs" / blob[:2] / blob[2:]
+    if path.exists():
+        return path.read_bytes()
+    return bytes(store_rows(store, "SELECT data FROM blobs WHERE hash = ?", blob)[0]["data"])
+
+
+def corrupt_blob(store: Path, blob: str, offset: int, data: bytes) -> None:
+    """Overwrite bytes of a stored blob in place (a disk that rots), wherever it lives."""
+    path = store / "blobs" / blob[:2] / blob[2:]
+    if path.exists():
+        with open(path, "r+b") as fh:
+            fh.seek(offset)
+            fh.write(data)
+        return
+    old = stored_blob(store, blob)
+    new = old[:offset] + data + old[offset + len(data) :]
+    conn = sqlite3.connect(store / "store.sqlite", timeout=30)
+    try:
+        conn.execute("UPDATE blobs SET data = ? WHERE hash = ?", (new, blob))
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def store_node(store: Path, path: str) -> dict[str, object] | None:
     """A node's labels, description and extra (decoded), or None when absent."""
     rows = store_rows(store, "SELECT labels, description, extra FROM nodes WHERE path = ?", path)

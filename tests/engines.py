@@ -2,13 +2,15 @@
 
 Found through the environment: ``MT_TEST_PG_DSN`` (a superuser DSN),
 ``MT_TEST_S3_ENDPOINT`` and the standard ``AWS_*`` keys. Each test gets a fresh,
-uniquely named database and bucket, dropped afterwards. Without the engines a test
+uniquely named database and S3 prefix (in one bucket per test run; ``s3_bucket``
+makes a bucket of its own), dropped afterwards. Without the engines a test
 fails when ``CI`` is set (CI must run them) and is skipped, with the reason shown,
 on a developer machine.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import uuid
 from collections.abc import Iterator
@@ -92,15 +94,45 @@ def s3_bucket() -> Iterator[str]:
         _drop_bucket(client, name)
 
 
-def _drop_bucket(client: Any, name: str) -> None:
-    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=name):
+def _empty(client: Any, name: str, prefix: str = "") -> None:
+    uploads = client.get_paginator("list_multipart_uploads")
+    for page in uploads.paginate(Bucket=name, Prefix=prefix):
         for up in page.get("Uploads", []):
             client.abort_multipart_upload(Bucket=name, Key=up["Key"], UploadId=up["UploadId"])
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name, Prefix=prefix):
         keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
         if keys:
             client.delete_objects(Bucket=name, Delete={"Objects": keys})
+
+
+def _drop_bucket(client: Any, name: str) -> None:
+    _empty(client, name)
     client.delete_bucket(Bucket=name)
+
+
+_RUN_BUCKET: list[str] = []
+
+
+def run_bucket() -> str:
+    """One bucket for this test run (made on first use, dropped at exit): creating a
+    bucket is RGW's slowest call, a fresh prefix per test isolates as well."""
+    if not _RUN_BUCKET:
+        client = s3_client()
+        name = unique_name("mt-test-")
+        client.create_bucket(Bucket=name)
+        _RUN_BUCKET.append(name)
+        atexit.register(_drop_bucket, client, name)
+    return _RUN_BUCKET[0]
+
+
+@contextmanager
+def s3_prefix() -> Iterator[str]:
+    """``s3://BUCKET/PREFIX``: a fresh prefix in this run's bucket, emptied afterwards."""
+    bucket, prefix = run_bucket(), unique_name("t-")
+    try:
+        yield f"s3://{bucket}/{prefix}"
+    finally:
+        _empty(s3_client(), bucket, prefix + "/")
 
 
 @pytest.fixture
@@ -111,6 +143,6 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture
 def s3_url() -> Iterator[str]:
-    """``s3://BUCKET/prefix`` on a fresh bucket (the endpoint from the environment)."""
-    with s3_bucket() as bucket:
-        yield f"s3://{bucket}/store"
+    """``s3://BUCKET/PREFIX`` of a fresh prefix (the endpoint from the environment)."""
+    with s3_prefix() as url:
+        yield url

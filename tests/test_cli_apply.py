@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Cli, Project, store_node, store_objects, tree
+from conftest import Cli, Project, corrupt_blob, store_node, store_objects, tree
 
 from manifest_tool import create_artifact, login, session
 from manifest_tool.hashing import content_digest
@@ -302,8 +302,7 @@ def test_pull_by_name_and_path_verifies_checksums(cli: Cli, ds: Project) -> None
     assert pulled(cli, ds, "ds") == sources(ds)
     assert pulled(cli, ds, NODE) == sources(ds)
     blob = store_objects(ds.store, NODE)["data/sub/b.txt"][2]
-    path = ds.store / "blobs" / blob[:2] / blob[2:]
-    path.write_bytes(b"BRAVO\n")  # same size, other bytes
+    corrupt_blob(ds.store, blob, 0, b"BRAVO\n")  # same size, other bytes
     code, _, err = cli("pull", "ds", "--dest", str(ds.root.parent / "corrupt"))
     assert code == 1 and err.startswith("error: ") and "corrupt" in err
     assert "Traceback" not in err

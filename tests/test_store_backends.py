@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import blake3
 import pytest
 import requests
-from engines import pg_database, s3_bucket, s3_endpoint
+from engines import pg_database, s3_endpoint, s3_prefix
 
 from manifest_tool.errors import NameConflict, NodeNotFound, RemoteError, RevisionMismatch
 from manifest_tool.remotes import blobrows, gc
@@ -55,8 +55,8 @@ def opener(kind: str, tmp_path: Path) -> Iterator[Make]:
         elif kind == "sqlite+inline":
             yield lambda: track(Store(tmp_path / "store"))
         else:
-            with pg_database() as dsn, s3_bucket() as bucket:
-                engines = Engines(db=dsn, blobs=f"s3://{bucket}/store", s3_endpoint=s3_endpoint())
+            with pg_database() as dsn, s3_prefix() as url:
+                engines = Engines(db=dsn, blobs=url, s3_endpoint=s3_endpoint())
                 try:
                     yield lambda: track(open_store(engines))
                 finally:
@@ -320,7 +320,8 @@ def test_a_write_never_committed_is_found_through_its_intent(s3_store: Store) ->
     assert sorted(i.kind for i in report.items) == ["temp file", "temp file"]
     assert s3_keys(store) == set()
     client, bucket = store.blobs.client, store.blobs.bucket
-    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    listing = client.list_multipart_uploads(Bucket=bucket, Prefix=store.blobs.prefix)
+    assert listing.get("Uploads", []) == []
     assert rows(store, "SELECT COUNT(*) FROM intents")[0][0] == 0
 
 
@@ -478,7 +479,7 @@ def test_serve_on_shared_engines_never_shows_secrets(tmp_path: Path) -> None:
     """Two replicas started by the CLI at once: both migrate safely, serve one store,
     and neither the startup line nor the logs show the password or the S3 keys."""
     secret = "pw-never-shown-4711"
-    with pg_database() as dsn, s3_bucket() as bucket:
+    with pg_database() as dsn, s3_prefix() as url:
         parts = urlsplit(dsn)
         with_password = urlunsplit(
             parts._replace(netloc=f"postgres:{secret}@{parts.hostname}:{parts.port}")
@@ -487,7 +488,7 @@ def test_serve_on_shared_engines_never_shows_secrets(tmp_path: Path) -> None:
             "--db",
             with_password,
             "--blobs",
-            f"s3://{bucket}/p",
+            url,
             "--s3-endpoint",
             s3_endpoint(),
         ]

@@ -20,6 +20,7 @@ from typing import Any
 import blake3
 import pytest
 import yaml
+from conftest import corrupt_blob, stored_blob
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -393,11 +394,9 @@ def test_a_corrupt_blob_fails_the_load_naming_the_object(
     art = make("rot", {"good.txt": good, "sub/bad.bin": bad})
     art.upload()
     store = tmp_path / "store"
-    blob = store / "blobs" / blake3.blake3(bad).hexdigest()[:2] / blake3.blake3(bad).hexdigest()[2:]
-    assert blob.read_bytes() == bad
-    with open(blob, "r+b") as fh:
-        fh.seek(100)
-        fh.write(b"XXXX")
+    blob = blake3.blake3(bad).hexdigest()
+    assert stored_blob(store, blob) == bad
+    corrupt_blob(store, blob, 100, b"XXXX")
     monkeypatch.setenv("EM_ARTIFACT_PARENT_DIR", str(tmp_path / "elsewhere"))
     with pytest.raises(ChecksumMismatch, match=r"'sub/bad\.bin'"):
         load_artifact("/alice/default/rot")

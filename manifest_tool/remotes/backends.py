@@ -6,6 +6,10 @@ make a shared store that several processes can serve; ``sqlite:///PATH`` and
 ``file:///DIR`` name the embedded engines explicitly. The S3 endpoint comes from
 ``--s3-endpoint`` or ``AWS_ENDPOINT_URL``, the keys from the standard ``AWS_*``
 variables.
+
+Several replicas need S3 blobs: with blob files, multipart uploads are assembled in
+the process that receives them (one write, no re-read), so one process must serve
+a file store, whatever its database.
 """
 
 from __future__ import annotations

@@ -410,8 +410,10 @@ def _migrate(conn: Conn, db: Any, legacy: Callable[[Conn], None] | None) -> None
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
     version = row[0] or 0
-    if version >= VERSION:
+    if pg and version >= VERSION:
         return
+    if not pg:  # cheap on SQLite: also mends a table dropped by hand or by an old tool
+        version = 0
     fks = {
         "node_fk": " REFERENCES nodes (id) ON DELETE CASCADE" if pg else "",
         "node_fk_src": " REFERENCES nodes (id) ON DELETE CASCADE" if pg else "",

@@ -25,14 +25,17 @@ import hashlib
 import io
 import os
 import uuid
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..errors import InvalidInput, RemoteError
 from .blobs import INLINE_MAX, BlobReader, BlobWriter
 
-PART = 8 * 1024 * 1024  # the part buffer: the most a writer holds in memory
+PART = 8 * 1024 * 1024  # one part buffer
+IN_FLIGHT = 2  # parts sent at once by one writer: it holds at most 3 buffers
 READ_CHUNK = 1024 * 1024
 
 
@@ -79,6 +82,8 @@ class S3Sink:
         self._buf = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
+        self._pending: deque[Future[tuple[int, str, int]]] = deque()
+        self._sent = 0
         self._done = False
 
     def write(self, chunk: bytes) -> None:
@@ -89,20 +94,33 @@ class S3Sink:
             self._send_part(part)
 
     def _send_part(self, data: bytes) -> None:
-        client, bucket = self.blobs.client, self.blobs.bucket
+        """Send a part while the next one fills: at most IN_FLIGHT parts pending, so
+        memory stays at a few part buffers whatever the object's size."""
         if self._upload_id is None:
-            made = client.create_multipart_upload(Bucket=bucket, Key=self.location)
+            made = self.blobs.client.create_multipart_upload(
+                Bucket=self.blobs.bucket, Key=self.location
+            )
             self._upload_id = made["UploadId"]
-        number = len(self._parts) + 1
-        sent = client.upload_part(
-            Bucket=bucket,
+        number = len(self._parts) + len(self._pending) + 1
+        self._pending.append(self.blobs.pool.submit(self._upload_part, number, data))
+        while len(self._pending) >= IN_FLIGHT:
+            self._settle()
+
+    def _upload_part(self, number: int, data: bytes) -> tuple[int, str, int]:
+        sent = self.blobs.client.upload_part(
+            Bucket=self.blobs.bucket,
             Key=self.location,
             UploadId=self._upload_id,
             PartNumber=number,
             Body=io.BytesIO(data),
             ContentMD5=content_md5(data),
         )
-        self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+        return number, sent["ETag"], len(data)
+
+    def _settle(self) -> None:
+        number, etag, size = self._pending.popleft().result()
+        self._parts.append({"PartNumber": number, "ETag": etag})
+        self._sent += size
         self.blobs.intents.touch(self.location)  # a long upload is alive, not garbage
 
     def close(self) -> None:
@@ -119,12 +137,19 @@ class S3Sink:
         else:
             if data:
                 self._send_part(data)
+            while self._pending:
+                self._settle()
             client.complete_multipart_upload(
                 Bucket=bucket,
                 Key=self.location,
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": self._parts},
             )
+            self._done = True
+            # RGW's completion answer has an empty ETag: check what was stored instead
+            stored = client.head_object(Bucket=bucket, Key=self.location)["ContentLength"]
+            if stored != self._sent:
+                raise RemoteError(f"S3 stored {stored} of {self._sent} bytes of {self.location}")
         self._done = True
 
     def discard(self) -> None:
@@ -179,6 +204,7 @@ class S3Blobs:
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = url
         self.client = make_client(endpoint)
+        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="s3-part")
         self.inline_max = inline_max
         self.intents: Intents = _NoIntents()
         self._check_bucket()
