@@ -80,6 +80,7 @@ def corrupt_blob(store: Path, blob: str, offset: int, data: bytes) -> None:
     """Overwrite bytes of a stored blob in place (a disk that rots), wherever it lives."""
     path = store / "blobs" / blob[:2] / blob[2:]
     if path.exists():
+        os.chmod(path, 0o644)
         with open(path, "r+b") as fh:
             fh.seek(offset)
             fh.write(data)

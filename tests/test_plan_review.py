@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import Cli, Project, store_node, store_objects, tree
+from conftest import Cli, Project, corrupt_blob, store_node, store_objects, tree
 
 from manifest_tool.hashing import md5_bytes
 from manifest_tool.remotes.base import Upload
 from manifest_tool.remotes.local import LocalRemote
-from manifest_tool.remotes.store import Store
 
 
 def ok(result: tuple[int, str, str]) -> str:
@@ -221,9 +220,7 @@ def test_a_corrupt_object_leaves_every_local_file_as_it_was(
     dest.mkdir()
     (dest / "a.txt").write_text("my old copy")
     blob = store_objects(project.store, "/alice/proj/m1")["metadata.yaml"][2]
-    path = Store(project.store).blobs.path(blob)
-    os.chmod(path, 0o644)
-    path.write_bytes(b"corrupted")
+    corrupt_blob(project.store, blob, 0, b"corrupted")
     fails(cli("pull", "m1", "--dest", str(dest), "--force"), "corrupt")
     assert (dest / "a.txt").read_text() == "my old copy"
 

@@ -545,6 +545,11 @@ def test_serve_on_shared_engines_never_shows_secrets(tmp_path: Path) -> None:
                 timeout=60,
             )
             assert got.content == data
+            ls = f"{urls[1]}/apis/v1/objects/ls"
+            after = requests.get(ls, params={"path": f"/{A}/art", "after": "j"}, headers=auth)
+            past = requests.get(ls, params={"path": f"/{A}/art", "after": "k"}, headers=auth)
+            assert [o["path"] for o in after.json()["data"]] == ["k"]
+            assert past.json() == {"data": [], "pagination": {"page": 1, "size": 1000, "total": 1}}
         finally:
             for p in procs:
                 p.terminate()
