@@ -252,10 +252,28 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         yield server.url, server.keys[USER]
 
 
+@pytest.fixture(scope="module")
+def replicas_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """Two replicas on PostgreSQL + S3 behind a round-robin proxy (see serverutil)."""
+    from serverutil import running_replicas
+
+    with running_replicas(tmp_path_factory.mktemp("replicas"), users=[USER]) as pair:
+        yield pair.url, pair.keys[USER]
+
+
+REMOTE_SERVERS = {"http": "http_server", "replicas": "replicas_server"}
+
+
+def remote_of(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
+    """The remote ``kind`` names: "file", "http" (one embedded server) or "replicas"."""
+    if kind == "file":
+        return Remote(f"file:{tmp_path / 'store'}", cli_env())
+    url, key = request.getfixturevalue(REMOTE_SERVERS[kind])
+    return Remote(url, cli_env(MANIFEST_TOOL_API_KEY=key))
+
+
 @pytest.fixture(params=["file", "http"])
 def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
-    """Each test that takes it runs twice: on the embedded store and over HTTP."""
-    if request.param == "file":
-        return Remote(f"file:{tmp_path / 'store'}", cli_env())
-    url, key = request.getfixturevalue("http_server")
-    return Remote(url, cli_env(MANIFEST_TOOL_API_KEY=key))
+    """Each test that takes it runs twice: on the embedded store and over HTTP. A
+    module adds the replicas by overriding this fixture with ``remote_of``."""
+    return remote_of(request.param, request, tmp_path)

@@ -1,7 +1,8 @@
 """plan, apply, ls and pull behave the same on the embedded store and over HTTP.
 
-Every test runs twice: against ``file:`` (the embedded store) and against the real
-server on a loopback port, with the same assertions.
+Every test runs three times, with the same assertions: against ``file:`` (the
+embedded store), against the real server on a loopback port, and against two server
+replicas on PostgreSQL + S3 behind a round-robin proxy.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import USER, Project, Remote, Result, cli_env, run_cli, tree
+from conftest import USER, Project, Remote, Result, cli_env, remote_of, run_cli, tree
 from serverutil import running_server
 
 MANIFEST = """version: 1
@@ -43,6 +44,12 @@ def run(ds: Project, remote: Remote, *args: str) -> Result:
 def ok(result: Result) -> str:
     assert result.code == 0, result.err
     return result.out
+
+
+@pytest.fixture(params=["file", "http", "replicas"])
+def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
+    """Every test here also runs on two replicas behind a round-robin proxy."""
+    return remote_of(request.param, request, tmp_path)
 
 
 def test_apply_twice_then_no_changes(ds: Project, remote: Remote) -> None:

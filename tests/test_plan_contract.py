@@ -1,7 +1,8 @@
-"""The plan is the contract: apply does exactly what plan showed, on both remotes.
+"""The plan is the contract: apply does exactly what plan showed, on every remote.
 
-Every test runs against ``file:`` (the embedded store) and against the real server
-on a loopback port, through the real CLI (in-process).
+Every test runs against ``file:`` (the embedded store), against the real server on a
+loopback port, and against two server replicas on PostgreSQL + S3 behind a
+round-robin proxy, through the real CLI (in-process).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import USER, Project, Remote, Result, cli_env, run_in_process, tree
+from conftest import USER, Project, Remote, Result, cli_env, remote_of, run_in_process, tree
 
 from manifest_tool.applylock import exclusive_apply
 from manifest_tool.errors import ConflictError, RevisionMismatch, StalePlan
@@ -74,6 +75,12 @@ def lock(project: Project) -> dict[str, Any]:
 
 def user_path(folder: str, name: str) -> str:
     return f"/{USER}/{folder}/{name}"
+
+
+@pytest.fixture(params=["file", "http", "replicas"])
+def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
+    """Every test here also runs on two replicas behind a round-robin proxy."""
+    return remote_of(request.param, request, tmp_path)
 
 
 # -- honest exit codes --------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""One contract, two remotes: the embedded store (file:) and the server (http:).
+"""One contract, three remotes: the embedded store (file:), the server (http:) on its
+embedded store, and two server replicas on PostgreSQL + S3 behind a round-robin
+proxy, so consecutive calls (and the parts of one upload) land on different replicas.
 
-Every test runs against both; the HTTP remote must behave exactly like the
-in-process one, errors included.
+Every test runs against all three; each must behave exactly like the in-process one,
+errors included.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serverutil import Server, running_server
+from serverutil import Replicas, Server, running_replicas, running_server
 
 from manifest_tool import Artifact, create_artifact, load_artifact, login, session
 from manifest_tool.errors import (
@@ -40,7 +42,13 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
 
 
-@pytest.fixture(params=["file", "http"])
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+    with running_replicas(tmp_path_factory.mktemp("contract-replicas")) as pair:
+        yield pair
+
+
+@pytest.fixture(params=["file", "http", "replicas"])
 def url_key(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[str, str | None]:
@@ -49,7 +57,9 @@ def url_key(
     monkeypatch.delenv("MANIFEST_TOOL_API_KEY", raising=False)
     if request.param == "file":
         return f"file:{tmp_path / 'store'}", None
-    srv: Server = request.getfixturevalue("srv")
+    srv: Server | Replicas = request.getfixturevalue(
+        "srv" if request.param == "http" else "replicas"
+    )
     return srv.url, srv.keys[A]
 
 
