@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Iterable
 from itertools import islice
 from json.encoder import encode_basestring as _quote
@@ -57,6 +58,15 @@ def rows_digest(
     tuples: the same digest, without a dict per object (a listing of 300,000)."""
     rows: list[Row] = [*files, *references]
     rows.sort(key=itemgetter(0))
+    return _digest(map(_canonical_row, rows))
+
+
+def sorted_rows_digest(
+    files: Iterable[tuple[str, int, str]], references: Iterable[tuple[str, str]]
+) -> str:
+    """``rows_digest`` of files and references each already sorted by path: streamed,
+    nothing held but a slice of the canonical text."""
+    rows: Iterable[Row] = heapq.merge(files, references, key=itemgetter(0))
     return _digest(map(_canonical_row, rows))
 
 

@@ -10,19 +10,20 @@ object listing only where content differs) and the rules live in one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from operator import itemgetter
+from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .cache import HashCache, Staged, StatRow
-from .hashing import content_digest, md5_file
+from .cache import HashCache, Md5s, Staged
+from .files import FileList, as_file_list
+from .hashing import md5_file, sorted_rows_digest
 from .identity import valid_alternative_name
 from .lockfile import LockEntry
 from .model import ArtifactSpec, Expansion, Reference
 from .paths import RESERVED_ROOT_NAMES
-from .plan import ArtifactPlan, Desired, HashedFile
+from .plan import ArtifactPlan, Desired
 from .progress import announce_hashing
 from .publish import check_conflict, sibling_refusal
 from .remotes.base import ARTIFACT, FOLDER, Node, ObjectInfo, Remote, absolute_folder
@@ -90,7 +91,7 @@ def desired_state(
     parent: Path,
 ) -> Desired:
     alt, created = identity
-    rows = expansion.files  # a LocalFile is its own stat row
+    rows = as_file_list(expansion.files)
     refs = reference_pairs(expansion.references)
     base = Desired(
         spec=spec,
@@ -104,9 +105,9 @@ def desired_state(
     )
     if staged is not None and _unchanged(staged, rows, refs):
         return replace(base, md5s=lambda: staged.md5s, digest=staged.digest, in_sync=True)
-    files = _hash_files(expansion, staged, hashes)
-    md5s = tuple(h.md5 for h in files)
-    return replace(base, md5s=lambda: md5s, digest=content_digest(_objects(files, expansion)))
+    md5s = _hash_files(rows, staged, hashes)
+    digest = sorted_rows_digest(zip(rows.keys, rows.sizes, md5s, strict=True), refs)
+    return replace(base, md5s=lambda: md5s, digest=digest)
 
 
 def reference_pairs(references: Sequence[Reference]) -> tuple[tuple[str, str], ...]:
@@ -114,39 +115,55 @@ def reference_pairs(references: Sequence[Reference]) -> tuple[tuple[str, str], .
     return tuple((r.key, r.uri) for r in references)
 
 
-def _unchanged(staged: Staged, rows: Sequence[StatRow], refs: tuple[tuple[str, str], ...]) -> bool:
+def _unchanged(staged: Staged, rows: FileList, refs: tuple[tuple[str, str], ...]) -> bool:
     """The fast path: the index holds exactly these rows, none racily clean."""
-    newest = max(map(itemgetter(3), rows), default=0)
+    newest = max(rows.ctimes, default=0)
     return staged.references == refs and newest < staged.written_ns and staged.matches(rows)
 
 
-def _hash_files(
-    expansion: Expansion, staged: Staged | None, hashes: HashCache
-) -> tuple[HashedFile, ...]:
-    known = {}
-    if staged is not None:
-        pairs = zip(staged.stats, staged.md5s, strict=True)
-        known = {row: md5 for row, md5 in pairs if staged.trusted(row)}
-    found = [known.get(f) or hashes.get(f.source, (f.size, f.changed_ns, f.inode))
-             for f in expansion.files]  # fmt: skip
-    todo = [f for f, md5 in zip(expansion.files, found, strict=True) if md5 is None]
-    if todo:
-        announce_hashing(len(todo), sum(f.size for f in todo))
-    buf = bytearray(1024 * 1024)
-    out = []
-    for f, md5 in zip(expansion.files, found, strict=True):
+def _hash_files(files: FileList, staged: Staged | None, hashes: HashCache) -> Md5s:
+    """Each file's MD5: the index's where its row is unchanged and trusted, the hash
+    cache's, or read. Held as 16 raw bytes a file, not a string per file."""
+    raw = bytearray(16 * len(files))
+    todo: list[int] = []
+    indexed = _indexed_md5s(files, staged)
+    for i, f in enumerate(files):
+        md5 = next(indexed) or _hex_bytes(hashes.get(f.source, (f.size, f.changed_ns, f.inode)))
         if md5 is None:
-            md5 = md5_file(f.source, buf)
-            hashes.put(f.source, (f.size, f.changed_ns, f.inode), md5)
-        out.append(HashedFile(f, md5))
-    return tuple(out)
+            todo.append(i)
+        else:
+            raw[16 * i : 16 * i + 16] = md5
+    if todo:
+        announce_hashing(len(todo), sum(files.sizes[i] for i in todo))
+    buf = bytearray(1024 * 1024)
+    for i in todo:
+        raw[16 * i : 16 * i + 16] = bytes.fromhex(md5_file(files.source(i), buf))
+    return Md5s(bytes(raw))
 
 
-def _objects(files: tuple[HashedFile, ...], expansion: Expansion) -> list[dict[str, object]]:
-    objs: list[dict[str, object]] = [
-        {"path": h.file.key, "size_bytes": h.file.size, "checksum": h.md5} for h in files
-    ]
-    return objs + [{"path": r.key, "uri": r.uri} for r in expansion.references]
+def _hex_bytes(md5: str | None) -> bytes | None:
+    return None if md5 is None else bytes.fromhex(md5)
+
+
+def _indexed_md5s(files: FileList, staged: Staged | None) -> Iterator[bytes | None]:
+    """Per file, in order, the raw MD5 the index holds for exactly its row, or None.
+
+    Both are sorted by key, so one merge pass finds them without a mapping of every
+    row; an index out of order only costs re-hashing, never a wrong MD5.
+    """
+    if staged is None:
+        yield from repeat(None, len(files))
+        return
+    raw = staged.md5_bytes
+    rows = enumerate(staged.columns.iter_rows())
+    at = next(rows, None)
+    for f in files:
+        while at is not None and at[1][0] < f.key:
+            at = next(rows, None)
+        if at is not None and at[1] == f and staged.trusted(at[1]):
+            yield raw[16 * at[0] : 16 * at[0] + 16]
+        else:
+            yield None
 
 
 def snapshot(desired: Desired) -> Staged:
@@ -219,7 +236,7 @@ def _plan(desired: Desired, path: str, action: str, **kw: Any) -> ArtifactPlan:
 
 
 def _all_keys(desired: Desired) -> tuple[str, ...]:
-    return tuple(h.file.key for h in desired.files)
+    return desired.keys()
 
 
 def _previous_ours(desired: Desired, reads: Reads) -> Node | None:
