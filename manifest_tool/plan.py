@@ -84,7 +84,7 @@ class Desired:
         of them held at once would cost more than the rest of an apply."""
         return HashedFiles(self.declared, self.md5s())
 
-    def keys(self) -> tuple[str, ...]:
+    def declared_keys(self) -> tuple[str, ...]:
         declared = self.declared
         return tuple(declared.keys if isinstance(declared, FileList) else (f.key for f in declared))
 
