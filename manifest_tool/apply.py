@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from .errors import (
 )
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
-from .plan import UPLOADING, ArtifactPlan, Desired, Plan
+from .plan import UPLOADING, ArtifactPlan, Desired, HashedFile, Plan
 from .planner import seen_of
 from .planversions import seen_version
 from .publish import history_entry, make_folders, open_node, seal, upload_all
@@ -373,15 +374,30 @@ class Uploads:
     the rest of an apply."""
 
     desired: Desired
-    keys: frozenset[str]
+    keys: tuple[str, ...]  # the plan's, sorted as the declared files are
     on_bytes: Callable[[Upload, int], None] | None = None
 
     def __iter__(self) -> Iterator[Upload]:
-        keys, on_bytes = self.keys, self.on_bytes
-        for h in self.desired.files:
-            if h.file.key in keys:
-                up = Upload(h.file.key, h.md5, h.file.size, source=h.file.source)
-                yield up if on_bytes is None else replace(up, on_bytes=partial(on_bytes, up))
+        on_bytes = self.on_bytes
+        for h in self._chosen():
+            up = Upload(h.file.key, h.md5, h.file.size, source=h.file.source)
+            yield up if on_bytes is None else replace(up, on_bytes=partial(on_bytes, up))
+
+    def _chosen(self) -> Iterator[HashedFile]:
+        """The declared files the plan uploads: one merge of two sorted key lists, not a
+        set of 300,000 keys (a plan out of order, say edited by hand, gets the set)."""
+        keys, files = self.keys, self.desired.files
+        if not (_ascending(keys) and _ascending(self.desired.declared_keys())):
+            wanted = frozenset(keys)
+            yield from (h for h in files if h.file.key in wanted)
+            return
+        at, end = 0, len(keys)
+        for h in files:
+            key = h.file.key
+            while at < end and keys[at] < key:
+                at += 1
+            if at < end and keys[at] == key:
+                yield h
 
     def __len__(self) -> int:
         return self.count
@@ -391,19 +407,21 @@ class Uploads:
 
     @cached_property
     def count(self) -> int:
-        keys = self.keys
-        return sum(1 for k in self.desired.declared_keys() if k in keys)
+        return sum(1 for _ in self._chosen())
 
     @cached_property
     def size(self) -> int:
-        keys = self.keys
-        return sum(h.file.size for h in self.desired.files if h.file.key in keys)
+        return sum(h.file.size for h in self._chosen())
+
+
+def _ascending(keys: Iterable[str]) -> bool:
+    return all(a < b for a, b in pairwise(keys))
 
 
 def _uploads(
     d: Desired, keys: Iterable[str], on_bytes: Callable[[Upload, int], None] | None = None
 ) -> Uploads:
-    return Uploads(d, frozenset(keys), on_bytes)
+    return Uploads(d, tuple(keys), on_bytes)
 
 
 def artifact_metadata(d: Desired, history: list[dict[str, Any]]) -> dict[str, Any]:
