@@ -113,16 +113,17 @@ class FileList(Sequence[LocalFile]):
 
     def take(self, indices: Iterable[int]) -> FileList:
         """The files at ``indices``, in that order."""
+        order = indices if isinstance(indices, list) else list(indices)
         out = FileList()
         out.dirs, out._dir_ids = list(self.dirs), dict(self._dir_ids)
-        keys, dir_of, sizes = self.keys, self.dir_of, self.sizes
-        ctimes, inodes = self.ctimes, self.inodes
-        for i in indices:
-            out.keys.append(keys[i])
-            out.dir_of.append(dir_of[i])
-            out.sizes.append(sizes[i])
-            out.ctimes.append(ctimes[i])
-            out.inodes.append(inodes[i])
+        keys, dir_of, sizes, ctimes, inodes = (
+            self.keys, self.dir_of, self.sizes, self.ctimes, self.inodes,
+        )  # fmt: skip
+        out.keys = [keys[i] for i in order]
+        out.dir_of = array("I", [dir_of[i] for i in order])
+        out.sizes = array("q", [sizes[i] for i in order])
+        out.ctimes = array("q", [ctimes[i] for i in order])
+        out.inodes = array("Q", [inodes[i] for i in order])
         return out
 
     def where(self, keep: Callable[[str], object]) -> FileList:

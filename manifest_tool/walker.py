@@ -60,8 +60,11 @@ class Walker:
         path, rel, real, link_parents = directory
         skip = self.skip_at_root if real == self.root_real else _NOTHING
         hide = self.hide
-        add = found.add
         here = found.directory(path if path.endswith("/") else path + "/", len(rel))
+        # the file list's columns, appended to here: a method call per file costs a
+        # fifth of the walk
+        keys, dirs = found.keys.append, found.dir_of.append
+        sizes, ctimes, inodes = found.sizes.append, found.ctimes.append, found.inodes.append
         with os.scandir(path) as entries:
             for entry in entries:
                 name = entry.name
@@ -72,7 +75,11 @@ class Walker:
                         st = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue  # deleted since the directory was read: not declared
-                    add(rel + name, here, st.st_size, st.st_ctime_ns, st.st_ino)
+                    keys(rel + name)
+                    dirs(here)
+                    sizes(st.st_size)
+                    ctimes(st.st_ctime_ns)
+                    inodes(st.st_ino)
                 elif entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, f"{rel}{name}/", f"{real}/{name}", link_parents))
                 elif entry.is_symlink():
