@@ -11,9 +11,11 @@ object listing only where content differs) and the rules live in one place.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
-from itertools import repeat
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from itertools import pairwise, repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,7 +29,7 @@ from .paths import RESERVED_ROOT_NAMES
 from .plan import ArtifactPlan, Desired
 from .progress import announce_hashing
 from .publish import check_conflict, sibling_refusal
-from .remotes.base import ARTIFACT, FOLDER, Node, ObjectInfo, Remote, absolute_folder
+from .remotes.base import ARTIFACT, FOLDER, Node, ObjectInfo, Remote, absolute_folder, each_object
 
 Identity = tuple[str, str]  # alternativeName, createdTimestamp
 # (kind, path): kind is "node", "listing", "created", "children" (a folder's nodes) or
@@ -386,15 +388,13 @@ def _same_content(desired: Desired, reads: Reads, node: Node) -> ArtifactPlan:
 
 
 def _update(desired: Desired, reads: Reads, node: Node, action: str) -> ArtifactPlan:
-    listing: Sequence[ObjectInfo] = _get(reads, "listing", node.path)
-    wanted = {h.file.key: (h.file.size, h.md5) for h in desired.files}
-    upload, delete = object_changes(wanted, listing)
-    if not desired.references and any(o.path == "references.yaml" for o in listing):
+    listing = Listing.of(_get(reads, "listing", node.path))
+    upload, delete, modified = object_changes(desired, listing)
+    if not desired.references and listing.holds("references.yaml"):
         delete.append("references.yaml")  # left from when it had references
-    have = {o.path for o in listing}
     return _plan(
         desired, node.path, action, upload=tuple(upload), delete=tuple(delete),
-        modified=tuple(k for k in upload if k in have), seen=seen_of(node),
+        modified=tuple(modified), seen=seen_of(node),
         old_labels=node.labels, old_description=node.description,
     )  # fmt: skip
 
@@ -434,14 +434,74 @@ def _conflict(desired: Desired, reads: Reads, node: Node, other: str) -> Artifac
     return _update(desired, reads, alt_node, "new")
 
 
-def object_changes(
-    wanted: dict[str, tuple[int, str]], present: Sequence[ObjectInfo]
-) -> tuple[list[str], list[str]]:
-    """Keys to upload (missing or different) and to delete (no longer declared)."""
-    have = {o.path: (o.size_bytes, o.checksum) for o in present}
-    upload = sorted(k for k, v in wanted.items() if have.get(k) != v)
-    delete = sorted(k for k in have if k not in wanted and k not in RESERVED_ROOT_NAMES)
-    return upload, delete
+@dataclass(frozen=True)
+class Listing:
+    """A node's objects as columns sorted by path: 300,000 ObjectInfos held at once
+    cost several times as much."""
+
+    paths: list[str]
+    sizes: array[int]
+    checksums: list[str]
+
+    @classmethod
+    def of(cls, objects: Iterable[ObjectInfo] | Listing) -> Listing:
+        if isinstance(objects, Listing):
+            return objects
+        paths, sizes, sums = [], array("q"), []
+        for o in objects:
+            paths.append(o.path)
+            sizes.append(o.size_bytes)
+            sums.append(o.checksum)
+        if _ascending(paths):
+            return cls(paths, sizes, sums)
+        order = sorted(range(len(paths)), key=paths.__getitem__)
+        return cls(
+            [paths[i] for i in order], array("q", [sizes[i] for i in order]),
+            [sums[i] for i in order],
+        )  # fmt: skip
+
+    def holds(self, path: str) -> bool:
+        at = bisect_left(self.paths, path)
+        return at < len(self.paths) and self.paths[at] == path
+
+
+def _ascending(keys: Sequence[str]) -> bool:
+    return all(a < b for a, b in pairwise(keys))
+
+
+def object_changes(desired: Desired, present: Listing) -> tuple[list[str], list[str], list[str]]:
+    """Keys to upload (missing or different), to delete (no longer declared), and the
+    uploads that replace an object: one merge of two sorted key lists."""
+    keys, sizes, md5s = _declared_columns(desired)
+    paths, have_sizes, sums = present.paths, present.sizes, present.checksums
+    upload: list[str] = []
+    delete: list[str] = []
+    modified: list[str] = []
+    i = j = 0
+    n, m = len(keys), len(paths)
+    while i < n or j < m:
+        if j >= m or (i < n and keys[i] < paths[j]):
+            upload.append(keys[i])
+            i += 1
+        elif i >= n or paths[j] < keys[i]:
+            if paths[j] not in RESERVED_ROOT_NAMES:
+                delete.append(paths[j])
+            j += 1
+        else:
+            if sizes[i] != have_sizes[j] or md5s[i] != sums[j]:
+                upload.append(keys[i])
+                modified.append(keys[i])
+            i, j = i + 1, j + 1
+    return upload, delete, modified
+
+
+def _declared_columns(desired: Desired) -> tuple[Sequence[str], Sequence[int], Sequence[str]]:
+    """The declared keys, sizes and MD5s, sorted by key."""
+    declared, md5s = desired.declared, desired.md5s()
+    if isinstance(declared, FileList) and _ascending(declared.keys):
+        return declared.keys, declared.sizes, md5s
+    rows = sorted(zip(desired.declared_keys(), (f.size for f in declared), md5s, strict=True))
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
 # -- reading what decide needs ----------------------------------------------------------
@@ -455,7 +515,7 @@ def read(remote: Remote, what: Read, mint: Mint | None = None) -> Any:
     if kind == "node":
         return remote.node_info(path)
     if kind == "listing":
-        return tuple(remote.list_objects(path))
+        return Listing.of(each_object(remote, path))  # a page at a time into columns
     if kind == "children":
         return tuple(remote.list_nodes(path))
     if kind == "identity":

@@ -54,10 +54,15 @@ def test_plan_and_apply_of_a_big_tree_hold_no_row_objects_per_file(
     applied = peak_bytes(lambda: ok(cli("apply", "-q")))
     noop = peak_bytes(lambda: ok(cli("plan", "--json")))
     assert '"action": "none"' in ok(cli("plan", "--json"))
-    # with a tuple per file: 660 bytes a file in a no-op plan, 1,140 in a first, 1,660 in apply
+    (project.root / "data" / "d00" / "f0000.txt").write_bytes(b"changed\n")
+    changed = peak_bytes(lambda: ok(cli("plan", "--json")))
+    assert '"action": "update"' in ok(cli("plan", "--json"))
+    # with a tuple per file: 660 bytes a file in a no-op plan, 1,140 in a first, 1,660 in
+    # apply, 1,400 in the plan of one change (a listing of ObjectInfos and two mappings)
     assert noop / FILES < 450, f"no-op plan: {noop / FILES:.0f} bytes a file"
     assert first / FILES < 800, f"first plan: {first / FILES:.0f} bytes a file"
     assert applied / FILES < 1200, f"apply: {applied / FILES:.0f} bytes a file"
+    assert changed / FILES < 800, f"plan of one change: {changed / FILES:.0f} bytes a file"
 
 
 def walked(tmp_path: Path) -> FileList:
