@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import cached_property, partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from .errors import (
 )
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
-from .plan import UPLOADING, ArtifactPlan, Desired, Plan
+from .plan import UPLOADING, ArtifactPlan, Desired, HashedFile, Plan
 from .planner import seen_of
 from .planversions import seen_version
 from .publish import history_entry, make_folders, open_node, seal, upload_all
@@ -85,7 +86,7 @@ class Applier:
     lock: dict[str, LockEntry]
     workers: int = 4
     on_upload: OnUpload | None = None
-    on_start: Callable[[ArtifactPlan, list[Upload]], None] | None = None
+    on_start: Callable[[ArtifactPlan, Uploads], None] | None = None
     on_bytes: Callable[[Upload, int], None] | None = None  # during each upload
     history: History = local_history
     local_copies: bool = True  # keep metadata.yaml/references.yaml in .em/artifacts/<alt>/
@@ -189,7 +190,7 @@ class Applier:
         """Write the plan's objects into ``node`` and seal it (``shown``: the path the
         history records, when the node moves there afterwards)."""
         open_node(self.remote, node, d.alternative_name)
-        uploads = _uploads(d, set(ap.upload), self.on_bytes)
+        uploads = _uploads(d, ap.upload, self.on_bytes)
         if self.on_start:
             self.on_start(ap, uploads)
         try:
@@ -216,8 +217,9 @@ class Applier:
         refs = d.reference_map()
         seal(self.remote, node.path, d.alternative_name, d.digest, spec.labels,
              spec.description, refs)  # fmt: skip
-        sent = sum(u.size for u in uploads)
-        return Applied(ap.name, ap.action, node.path, len(uploads), sent, len(ap.delete), record)
+        return Applied(
+            ap.name, ap.action, node.path, uploads.count, uploads.size, len(ap.delete), record
+        )
 
     # -- versions: build and seal beside F/N, then move in (see planversions.py) --------
     def _version(self, ap: ArtifactPlan, d: Desired) -> Applied:
@@ -267,8 +269,7 @@ class Applier:
             ) from None
         except RevisionMismatch:
             raise ConflictError(
-                f"artifact '{ap.name}': {ap.stage} changed while this apply ran; run apply"
-                " again"
+                f"artifact '{ap.name}': {ap.stage} changed while this apply ran; run apply again"
             ) from None
 
     def _new_stage(self, ap: ArtifactPlan, d: Desired) -> Node:
@@ -366,17 +367,61 @@ def _lock_remote(entry: dict[str, str]) -> dict[str, str]:
     return {k: entry[k] for k in ("host", "id", "path", "timestamp")}
 
 
+@dataclass(frozen=True)
+class Uploads:
+    """The objects an apply sends, each Upload made only when its batch is: one per
+    object of a 300,000-file artifact, with its callback, would cost more than all
+    the rest of an apply."""
+
+    desired: Desired
+    keys: tuple[str, ...]  # the plan's, sorted as the declared files are
+    on_bytes: Callable[[Upload, int], None] | None = None
+
+    def __iter__(self) -> Iterator[Upload]:
+        on_bytes = self.on_bytes
+        for h in self._chosen():
+            up = Upload(h.file.key, h.md5, h.file.size, source=h.file.source)
+            yield up if on_bytes is None else replace(up, on_bytes=partial(on_bytes, up))
+
+    def _chosen(self) -> Iterator[HashedFile]:
+        """The declared files the plan uploads: one merge of two sorted key lists, not a
+        set of 300,000 keys (a plan out of order, say edited by hand, gets the set)."""
+        keys, files = self.keys, self.desired.files
+        if not (_ascending(keys) and _ascending(self.desired.declared_keys())):
+            wanted = frozenset(keys)
+            yield from (h for h in files if h.file.key in wanted)
+            return
+        at, end = 0, len(keys)
+        for h in files:
+            key = h.file.key
+            while at < end and keys[at] < key:
+                at += 1
+            if at < end and keys[at] == key:
+                yield h
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return bool(self.keys)
+
+    @cached_property
+    def count(self) -> int:
+        return sum(1 for _ in self._chosen())
+
+    @cached_property
+    def size(self) -> int:
+        return sum(h.file.size for h in self._chosen())
+
+
+def _ascending(keys: Iterable[str]) -> bool:
+    return all(a < b for a, b in pairwise(keys))
+
+
 def _uploads(
-    d: Desired, keys: set[str], on_bytes: Callable[[Upload, int], None] | None = None
-) -> list[Upload]:
-    uploads = [
-        Upload(h.file.key, h.md5, h.file.size, source=h.file.source)
-        for h in d.files
-        if h.file.key in keys
-    ]
-    if on_bytes is None:
-        return uploads
-    return [replace(u, on_bytes=partial(on_bytes, u)) for u in uploads]
+    d: Desired, keys: Iterable[str], on_bytes: Callable[[Upload, int], None] | None = None
+) -> Uploads:
+    return Uploads(d, tuple(keys), on_bytes)
 
 
 def artifact_metadata(d: Desired, history: list[dict[str, Any]]) -> dict[str, Any]:

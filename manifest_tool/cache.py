@@ -20,9 +20,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
+from .files import FileList, as_file_list
 from .localdir import write_atomic
 
 Stat = tuple[int, int, int]  # size, ctime_ns, inode
@@ -120,13 +122,36 @@ class Columns:
 
     @classmethod
     def of(cls, rows: Sequence[StatRow]) -> Columns:
+        files = as_file_list(rows)  # type: ignore[arg-type]  # a LocalFile is a StatRow
         return cls(
-            SEP.join([r[0] for r in rows]),
-            SEP.join([r[1] for r in rows]),
-            array("q", [r[2] for r in rows]).tobytes(),
-            array("q", [r[3] for r in rows]).tobytes(),
-            array("Q", [r[4] for r in rows]).tobytes(),
+            SEP.join(files.keys),
+            _joined(files.sources()),
+            files.sizes.tobytes(),
+            files.ctimes.tobytes(),
+            files.inodes.tobytes(),
         )
+
+    def holds(self, files: FileList) -> bool:
+        """Whether ``files`` are exactly these rows, compared column by column without
+        building a second copy of the index (sources are rebuilt a chunk at a time)."""
+        return (
+            files.sizes.tobytes() == self.sizes
+            and files.ctimes.tobytes() == self.mtimes
+            and files.inodes.tobytes() == self.inodes
+            and SEP.join(files.keys) == self.keys
+            and _same_joined(self.sources, files.sources())
+        )
+
+    def iter_rows(self) -> Iterator[StatRow]:
+        """The rows one at a time, each built only when reached."""
+        if not self.keys and not self.sizes:
+            return iter(())
+        sizes, mtimes, inodes = array("q"), array("q"), array("Q")
+        sizes.frombytes(self.sizes)
+        mtimes.frombytes(self.mtimes)
+        inodes.frombytes(self.inodes)
+        keys, sources = _split(self.keys), _split(self.sources)
+        return zip(keys, sources, sizes, mtimes, inodes, strict=True)
 
     def rows(self) -> tuple[StatRow, ...]:
         if not self.keys and not self.sizes:
@@ -137,6 +162,70 @@ class Columns:
         inodes.frombytes(self.inodes)
         keys, sources = self.keys.split(SEP), self.sources.split(SEP)
         return tuple(zip(keys, sources, sizes, mtimes, inodes, strict=True))
+
+
+_CHUNK = 4096  # strings joined at a time: a few hundred KiB, not the whole column
+
+
+def _joined(parts: Iterable[str]) -> str:
+    """``SEP.join(parts)`` without holding every part at once."""
+    it = iter(parts)
+    chunks = []
+    while chunk := list(islice(it, _CHUNK)):
+        chunks.append(SEP.join(chunk))
+    return SEP.join(chunks)
+
+
+def _same_joined(joined: str, parts: Iterable[str]) -> bool:
+    """Whether ``joined == SEP.join(parts)``, a chunk of parts at a time."""
+    it, at, first = iter(parts), 0, True
+    while chunk := list(islice(it, _CHUNK)):
+        piece = SEP.join(chunk) if first else SEP + SEP.join(chunk)
+        if not joined.startswith(piece, at):
+            return False
+        at, first = at + len(piece), False
+    return at == len(joined)
+
+
+def _split(joined: str) -> Iterator[str]:
+    """``joined.split(SEP)`` one part at a time."""
+    at = 0
+    while True:
+        end = joined.find(SEP, at)
+        if end < 0:
+            yield joined[at:]
+            return
+        yield joined[at:end]
+        at = end + 1
+
+
+class Md5s(Sequence[str]):
+    """Hex MD5s over 16 raw bytes each: 16 bytes a file where a str costs 81."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __len__(self) -> int:
+        return len(self.raw) // 16
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.raw[index * 16 : index * 16 + 16].hex()
+
+    def __iter__(self) -> Iterator[str]:
+        raw = self.raw
+        return (raw[i : i + 16].hex() for i in range(0, len(raw), 16))
 
 
 @dataclass(frozen=True)
@@ -160,21 +249,20 @@ class Staged:
         md5s: Sequence[str],
         references: tuple[tuple[str, str], ...],
     ) -> Staged:
-        raw = bytes.fromhex("".join(md5s))
+        raw = md5s.raw if isinstance(md5s, Md5s) else bytes.fromhex("".join(md5s))
         return cls(alt, digest, Columns.of(rows), raw, references)
 
     @cached_property
     def stats(self) -> tuple[StatRow, ...]:
         return self.columns.rows()
 
-    @cached_property
-    def md5s(self) -> tuple[str, ...]:
-        raw = self.md5_bytes
-        return tuple(raw[i : i + 16].hex() for i in range(0, len(raw), 16))
+    @property
+    def md5s(self) -> Md5s:
+        return Md5s(self.md5_bytes)
 
     def matches(self, rows: Sequence[StatRow]) -> bool:
         """Whether ``rows`` are exactly the rows indexed, compared column by column."""
-        return Columns.of(rows) == self.columns
+        return self.columns.holds(as_file_list(rows))  # type: ignore[arg-type]
 
     def trusted(self, row: StatRow) -> bool:
         return row[3] < self.written_ns

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import heapq
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from json.encoder import encode_basestring as _quote
 from operator import itemgetter
@@ -58,6 +59,39 @@ def rows_digest(
     rows: list[Row] = [*files, *references]
     rows.sort(key=itemgetter(0))
     return _digest(map(_canonical_row, rows))
+
+
+def sorted_rows_digest(
+    files: Iterable[tuple[str, int, str]], references: Iterable[tuple[str, str]]
+) -> str:
+    """``rows_digest`` of files and references each already sorted by path: streamed,
+    nothing held but a slice of the canonical text."""
+    rows: Iterable[Row] = heapq.merge(files, references, key=itemgetter(0))
+    return _digest(map(_canonical_row, rows))
+
+
+class Unsorted(Exception):
+    """Rows given as sorted were not."""
+
+
+def _in_order(rows: Iterable[tuple[str, int, str]]) -> Iterator[tuple[str, int, str]]:
+    last = None
+    for row in rows:
+        if last is not None and row[0] <= last:
+            raise Unsorted(row[0])
+        last = row[0]
+        yield row
+
+
+def listed_rows_digest(
+    files: Iterable[tuple[str, int, str]], references: Iterable[tuple[str, str]]
+) -> str | None:
+    """``rows_digest`` of a listing streamed as it arrives, if it arrives sorted by
+    path (both of our servers list so); None if it does not, and the caller sorts."""
+    try:
+        return sorted_rows_digest(_in_order(files), sorted(references))
+    except Unsorted:
+        return None
 
 
 def _digest(pieces: Iterable[str]) -> str:

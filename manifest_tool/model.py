@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -106,6 +106,6 @@ class Reference:
 class Expansion:
     """An artifact's declared objects, expanded from its ObjectSpecs."""
 
-    files: tuple[LocalFile, ...]
+    files: Sequence[LocalFile]  # sorted by key
     references: tuple[Reference, ...]
     warnings: tuple[str, ...] = ()

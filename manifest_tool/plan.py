@@ -9,13 +9,13 @@ delete, the folders to make, a rename or a prune, and what the remote looked lik
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import ManifestToolError, StalePlan
+from .files import FileList
 from .identity import valid_alternative_name
 from .lockfile import LockEntry
 from .model import ArtifactSpec, LocalFile, Reference
@@ -33,6 +33,20 @@ class HashedFile(NamedTuple):
 
 
 @dataclass(frozen=True)
+class HashedFiles:
+    """Declared files zipped with their MD5s, read as HashedFiles."""
+
+    declared: Sequence[LocalFile]
+    md5s: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.declared)
+
+    def __iter__(self) -> Iterator[HashedFile]:
+        return map(HashedFile, self.declared, self.md5s)
+
+
+@dataclass(frozen=True)
 class Desired:
     """One artifact as the manifest and the local files declare it, hashed.
 
@@ -45,7 +59,7 @@ class Desired:
     folder: str  # absolute: /<user>/...
     alternative_name: str
     created_timestamp: str
-    declared: tuple[LocalFile, ...]
+    declared: Sequence[LocalFile]  # sorted by key
     md5s: Callable[[], Sequence[str]] = field(repr=False, compare=False)
     references: tuple[Reference, ...] = ()
     digest: str = ""
@@ -64,9 +78,15 @@ class Desired:
     # (minted by an earlier plan, or a saved plan's); the planner asks for one otherwise
     next_identity: tuple[str, str] | None = None
 
-    @cached_property
-    def files(self) -> tuple[HashedFile, ...]:
-        return tuple(map(HashedFile, self.declared, self.md5s()))
+    @property
+    def files(self) -> HashedFiles:
+        """The declared files with their MD5s, each built only when read: 300,000
+        of them held at once would cost more than the rest of an apply."""
+        return HashedFiles(self.declared, self.md5s())
+
+    def declared_keys(self) -> tuple[str, ...]:
+        declared = self.declared
+        return tuple(declared.keys if isinstance(declared, FileList) else (f.key for f in declared))
 
     def reference_map(self) -> dict[str, str]:
         """obj_path -> uri, as ``references.yaml`` holds them."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -69,7 +69,7 @@ class Bars:
     _sent: dict[str, int] = field(default_factory=dict)  # per key, at most its size
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def on_start(self, ap: ArtifactPlan, uploads: list[Upload]) -> None:
+    def on_start(self, ap: ArtifactPlan, uploads: Iterable[Upload]) -> None:
         with self._lock:
             self._sent.clear()
             if self.progress is not None and uploads:
@@ -81,6 +81,8 @@ class Bars:
 
     def on_upload(self, upload: Upload) -> None:
         self._advance(upload, upload.size)
+        with self._lock:  # sent whole: nothing more to count for it
+            self._sent.pop(upload.key, None)
 
     def _advance(self, upload: Upload, done: int) -> None:
         """Move to ``done`` bytes of ``upload``, never past its size: a retry reads the

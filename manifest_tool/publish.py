@@ -8,14 +8,14 @@ after every object, ``metadata.yaml`` included, is in place.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
 from .errors import ConflictError, InvalidInput, NameConflict, RevisionMismatch
-from .hashing import rows_digest
+from .hashing import listed_rows_digest, rows_digest
 from .model import CONFLICT_STRATEGIES
 from .paths import RESERVED_ROOT_NAMES
 from .remotes.base import ARTIFACT, FOLDER, Node, Remote, Upload, each_object
@@ -120,13 +120,20 @@ def _changed(node_path: str) -> str:
 def _check_objects(
     remote: Remote, node_path: str, digest: str, references: Mapping[str, str]
 ) -> None:
-    listed = (
+    found = listed_rows_digest(_listed(remote, node_path), references.items())
+    if found is None:  # listed out of order: list again, and sort it all
+        found = rows_digest(_listed(remote, node_path), references.items())
+    if found != digest:
+        raise ConflictError(_changed(node_path))
+
+
+def _listed(remote: Remote, node_path: str) -> Iterator[tuple[str, int, str]]:
+    """The node's objects as digest rows, a page at a time."""
+    return (
         (o.path, o.size_bytes, o.checksum)
         for o in each_object(remote, node_path)
         if o.path not in RESERVED_ROOT_NAMES
     )
-    if rows_digest(listed, references.items()) != digest:
-        raise ConflictError(_changed(node_path))
 
 
 BATCH_BYTES = 8 * 1024 * 1024
@@ -136,45 +143,52 @@ BATCH_COUNT = 512
 def upload_all(
     remote: Remote,
     node_path: str,
-    uploads: Sequence[Upload],
+    uploads: Iterable[Upload],
     workers: int = 4,
     progress: Progress | None = None,
 ) -> None:
     """Send ``uploads`` with a bounded pool; the first failure stops the rest.
 
-    A remote that can store a batch in one call (the embedded store) gets small
-    objects grouped, each group one task.
+    A remote that can store a batch in one call gets small objects grouped, each group
+    one task. Tasks are made as the pool takes them, at most two per worker ahead, so
+    only those batches' Uploads exist at once, never one per object of the artifact.
     """
-    if not uploads:
-        return
     tasks = _batches(remote, uploads)
-    if workers <= 1 or len(tasks) == 1:
+    if workers <= 1:
         for task in tasks:
             _send(remote, node_path, task, progress)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_send, remote, node_path, t, progress) for t in tasks]
+        running: set[Future[None]] = set()
         try:
-            for fut in as_completed(futures):
+            for task in tasks:
+                if len(running) >= 2 * workers:
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        fut.result()
+                running.add(pool.submit(_send, remote, node_path, task, progress))
+            for fut in as_completed(running):
                 fut.result()
         except BaseException:
-            for fut in futures:
+            for fut in running:
                 fut.cancel()
             raise
 
 
-def _batches(remote: Remote, uploads: Sequence[Upload]) -> list[list[Upload]]:
+def _batches(remote: Remote, uploads: Iterable[Upload]) -> Iterator[list[Upload]]:
     if not hasattr(remote, "put_objects"):
-        return [[u] for u in uploads]
-    tasks: list[list[Upload]] = [[]]
+        yield from ([u] for u in uploads)
+        return
+    task: list[Upload] = []
     size = 0
     for up in uploads:
-        if tasks[-1] and (size + up.size > BATCH_BYTES or len(tasks[-1]) >= BATCH_COUNT):
-            tasks.append([])
-            size = 0
-        tasks[-1].append(up)
+        if task and (size + up.size > BATCH_BYTES or len(task) >= BATCH_COUNT):
+            yield task
+            task, size = [], 0
+        task.append(up)
         size += up.size
-    return tasks
+    if task:
+        yield task
 
 
 def _send(remote: Remote, node_path: str, task: list[Upload], progress: Progress | None) -> None:

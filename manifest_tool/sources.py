@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .cache import gc_paused
 from .errors import InvalidInput, ManifestInvalid
+from .files import FileList
 from .model import ArtifactSpec, Expansion, LocalFile, Manifest, ObjectSpec, Reference
 from .paths import (
     CONTROL_CHARACTERS,
@@ -37,12 +38,12 @@ _KEY = attrgetter("key")
 _MAX_CLASHES = 10  # a whole tree declared twice would otherwise print every file
 
 
-def _drop_excluded(found: list[LocalFile], patterns: tuple[str, ...], cut: int) -> list[LocalFile]:
+def _drop_excluded(found: FileList, patterns: tuple[str, ...], cut: int) -> FileList:
     """A dir's files but those its exclude patterns match, relative to the dir itself."""
     if not patterns or not found:
         return found
     exclude = compile_patterns(patterns).match_file
-    return [item for item in found if not exclude(item.key[cut:])]
+    return found.where(lambda key: not exclude(key[cut:]))
 
 
 # --- glob helpers, also used by the loader to report bad patterns early ----------------
@@ -140,7 +141,7 @@ class _Expander:
         lock = f"{manifest.path.stem}.lock"
         self.skip_at_root = frozenset({".em", lock, manifest.path.name})
         self.shown = _shown(manifest.path)
-        self.files: list[LocalFile] = []
+        self.files = FileList()
         self.refs: list[Reference] = []
         self.owner: dict[str, int] = {}  # key -> index of the object that declared it
         self.problems: list[str] = []
@@ -161,10 +162,9 @@ class _Expander:
         self._check_nesting()
         if self.problems:
             return self.problems
-        self.files.sort(key=_KEY)
         self.refs.sort(key=_KEY)
         return Expansion(
-            files=tuple(self.files),
+            files=self.files.sorted(),
             references=tuple(self.refs),
             warnings=tuple(self.warnings),
         )
@@ -226,7 +226,7 @@ class _Expander:
             return self._problem(obj, f"{what} is not readable (check its permissions)")
         if not self._outside(obj, path):
             item = LocalFile(key, path, st.st_size, st.st_ctime_ns, st.st_ino)
-            self._add_files(index, obj, [item])
+            self._add_files(index, obj, FileList.of([item]))
         return None
 
     def _dir(self, index: int, obj: ObjectSpec) -> None:
@@ -251,7 +251,7 @@ class _Expander:
         folder = glob_folder(obj.obj_path)
         start = static_prefix(obj.source)
         top = self._local(start)
-        found: list[LocalFile] = []
+        found = FileList()
         if os.path.isdir(top):
             if self._outside(obj, top):
                 return None
@@ -263,15 +263,14 @@ class _Expander:
         self._add_files(index, obj, self._rekey(obj, folder, matched))
         return None
 
-    def _rekey(self, obj: ObjectSpec, folder: str, matched: list[LocalFile]) -> list[LocalFile]:
+    def _rekey(self, obj: ObjectSpec, folder: str, matched: FileList) -> FileList:
         """Matches (keyed by their path in the manifest's directory) keyed for the artifact:
         ``folder`` + their path below ``base``."""
         base = "" if obj.base is None else os.path.normpath(obj.base).replace(os.sep, "/")
         under = "" if base in ("", ".") else base + "/"
         cut = len(under)
-        kept: list[LocalFile] = []
-        for item in matched:
-            rel = item.key
+
+        def keep(rel: str) -> bool:
             if not rel.startswith(under):
                 self._problem(
                     obj, f"'{rel}' matches but is not under base '{obj.base}' (widen base)"
@@ -281,20 +280,21 @@ class _Expander:
                     obj, f"'{rel}' would land on the reserved '{rel[cut:]}' (set obj_path)"
                 )
             else:
-                kept.append(item)
+                return True
+            return False
+
+        kept = matched.where(keep)
         prefix = join_key(folder, "")
         if not (prefix or cut):
             return kept
-        return [
-            LocalFile(prefix + f.key[cut:], f.source, f.size, f.changed_ns, f.inode) for f in kept
-        ]
+        return kept.rekeyed(cut, prefix)
 
     def _reference(self, index: int, obj: ObjectSpec) -> None:
         ref = Reference(resolve_obj_path(obj.source, obj.obj_path), obj.source)
         self._claim(index, obj, [ref])
         self.refs.append(ref)
 
-    def _walk(self, obj: ObjectSpec, top: str, key_top: str, shown_top: str) -> list[LocalFile]:
+    def _walk(self, obj: ObjectSpec, top: str, key_top: str, shown_top: str) -> FileList:
         hide = obj.hidden == "exclude"
         walker = Walker(self.root_real, self.skip_at_root, obj.symlinks, hide, key_top, shown_top)
         found = walker.walk(top)
@@ -304,12 +304,11 @@ class _Expander:
             self._warning(obj, f"{obj.kind} '{obj.source}': {message}")
         return found
 
-    def _match(self, obj: ObjectSpec, found: list[LocalFile]) -> list[LocalFile]:
-        include = _include_test(obj.source)
-        matched = [item for item in found if include(item.key)]
+    def _match(self, obj: ObjectSpec, found: FileList) -> FileList:
+        matched = found.where(_include_test(obj.source))
         if obj.exclude and matched:
             exclude = compile_patterns(obj.exclude).match_file
-            matched = [item for item in matched if not exclude(item.key)]
+            matched = matched.where(lambda key: not exclude(key))
         return matched
 
     def _no_match(self, obj: ObjectSpec) -> None:
@@ -319,42 +318,44 @@ class _Expander:
         elif obj.if_no_files_found == "warn":
             self._warning(obj, message)
 
-    def _add_files(self, index: int, obj: ObjectSpec, files: list[LocalFile]) -> None:
-        keys = "".join(map(_KEY, files))  # one scan over all keys, not one per file
+    def _add_files(self, index: int, obj: ObjectSpec, files: FileList) -> None:
+        keys = "".join(files.keys)  # one scan over all keys, not one per file
         if "\\" in keys:
-            for item in files:
-                if "\\" in item.key:
-                    message = f"'{item.key}' has a backslash, which object paths cannot hold"
+            for key in files.keys:
+                if "\\" in key:
+                    message = f"'{key}' has a backslash, which object paths cannot hold"
                     self._problem(obj, f"{message} (rename it)")
         if not keys.isascii():
             files = self._drop_undecodable(obj, files)
-        if CONTROL_CHARACTERS.search(keys) or any(len(f.key) > MAX_SEGMENT_BYTES for f in files):
-            for item in files:  # the rare case: the key rules say what is wrong
+        if CONTROL_CHARACTERS.search(keys) or any(len(k) > MAX_SEGMENT_BYTES for k in files.keys):
+            for key in files.keys:  # the rare case: the key rules say what is wrong
                 try:
-                    check_key(item.key)
+                    check_key(key)
                 except InvalidInput as err:
                     self._problem(obj, str(err))
         self._claim(index, obj, files)
         self.files.extend(files)
 
-    def _drop_undecodable(self, obj: ObjectSpec, files: list[LocalFile]) -> list[LocalFile]:
+    def _drop_undecodable(self, obj: ObjectSpec, files: FileList) -> FileList:
         """Files whose names are not UTF-8 (os.fsdecode kept the raw bytes as
         surrogates) cannot be object keys: each is reported, with its bytes shown."""
-        kept: list[LocalFile] = []
-        for item in files:
+
+        def decodable(key: str) -> bool:
             try:
-                item.key.encode("utf-8")
+                key.encode("utf-8")
             except UnicodeEncodeError:
-                shown = os.fsencode(item.key).decode("utf-8", "backslashreplace")
+                shown = os.fsencode(key).decode("utf-8", "backslashreplace")
                 self._problem(obj, f"'{shown}' is not a valid UTF-8 name (rename it)")
-            else:
-                kept.append(item)
-        return kept
+                return False
+            return True
+
+        return files.where(decodable)
 
     def _claim(self, index: int, obj: ObjectSpec, items: Sequence[LocalFile | Reference]) -> None:
         """Record which object declared each key; a key declared twice is a problem."""
         owner = self.owner
-        new = dict.fromkeys(map(_KEY, items), index)
+        keys = items.keys if isinstance(items, FileList) else map(_KEY, items)
+        new = dict.fromkeys(keys, index)
         taken = sorted(owner.keys() & new.keys())
         first_owners = {key: owner[key] for key in taken}
         owner.update(new)

@@ -12,6 +12,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from .files import FileList
 from .model import LocalFile
 
 _NOTHING: frozenset[str] = frozenset()
@@ -34,9 +35,9 @@ class Walker:
     visits: dict[str, int] = field(default_factory=dict)  # real directory -> times entered
     fanned_out: bool = False  # one report per walk, then no more links to directories
 
-    def walk(self, top: str) -> list[LocalFile]:
+    def walk(self, top: str) -> FileList:
         """Every file below ``top``, keyed ``key_top`` + its path below top."""
-        found: list[LocalFile] = []
+        found = FileList()
         stack: list[_Dir] = [(top, self.key_top, os.path.realpath(top), ())]
         while stack:
             directory = stack.pop()
@@ -49,17 +50,21 @@ class Walker:
                 )
         return found
 
-    def _scan(self, directory: _Dir, found: list[LocalFile], stack: list[_Dir]) -> None:
+    def _scan(self, directory: _Dir, found: FileList, stack: list[_Dir]) -> None:
         """One directory's files into ``found``, its subdirectories onto ``stack``.
 
-        The hot loop: LocalFiles are built here, where each entry is seen once, with
-        one lstat per file and nothing but string concatenation for its key.
+        The hot loop: each entry is seen once, with one lstat per file and nothing but
+        string concatenation for its key; its source path is the directory's prefix +
+        its name, which the file list rebuilds on demand instead of keeping.
         """
         path, rel, real, link_parents = directory
         skip = self.skip_at_root if real == self.root_real else _NOTHING
         hide = self.hide
-        add = found.append
-        new = tuple.__new__  # LocalFile._make without its Python frame: 2.5x faster per file
+        here = found.directory(path if path.endswith("/") else path + "/", len(rel))
+        # the file list's columns, appended to here: a method call per file costs a
+        # fifth of the walk
+        keys, dirs = found.keys.append, found.dir_of.append
+        sizes, ctimes, inodes = found.sizes.append, found.ctimes.append, found.inodes.append
         with os.scandir(path) as entries:
             for entry in entries:
                 name = entry.name
@@ -70,8 +75,11 @@ class Walker:
                         st = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue  # deleted since the directory was read: not declared
-                    row = (rel + name, entry.path, st.st_size, st.st_ctime_ns, st.st_ino)
-                    add(new(LocalFile, row))
+                    keys(rel + name)
+                    dirs(here)
+                    sizes(st.st_size)
+                    ctimes(st.st_ctime_ns)
+                    inodes(st.st_ino)
                 elif entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, f"{rel}{name}/", f"{real}/{name}", link_parents))
                 elif entry.is_symlink():
@@ -87,7 +95,7 @@ class Walker:
         entry: os.DirEntry[str],
         parent_rel: str,
         parents: tuple[str, ...],
-        found: list[LocalFile],
+        found: FileList,
         stack: list[_Dir],
     ) -> None:
         rel = parent_rel + entry.name
@@ -117,7 +125,6 @@ class Walker:
             found.append(LocalFile(rel, entry.path, st.st_size, st.st_ctime_ns, st.st_ino))
         else:
             self.warnings.append(f"skipped '{shown}': not a file")
-
 
     def _revisit(self, target: str, shown: str) -> bool:
         """Whether to walk ``target`` once more through a link; reported once when not."""

@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 
 from manifest_tool.cache import HashCache, load_staged, save_staged
+from manifest_tool.errors import MissingSource
 from manifest_tool.hashing import content_digest, md5_bytes
 from manifest_tool.lockfile import LockEntry
 from manifest_tool.model import ArtifactSpec, Expansion, LocalFile, Reference
 from manifest_tool.plan import ArtifactPlan, Desired
 from manifest_tool.planner import (
+    BIG_FILE,
     Need,
     Orphan,
     choose_identity,
@@ -129,7 +131,24 @@ def test_first_desired_state_hashes_everything(tmp_path: Path) -> None:
     assert not d.in_sync
     assert d.digest == digest_of(FILES)
     assert [h.md5 for h in d.files] == [md5_bytes(v) for _, v in sorted(FILES.items())]
-    assert len(hashes.entries) == 2
+
+
+def test_big_files_hashed_side_by_side_give_the_same_md5s_and_errors(tmp_path: Path) -> None:
+    big = BIG_FILE + 1
+    files = {
+        **FILES,
+        "big/one.bin": b"1" * big,
+        "big/two.bin": bytes(range(256)) * (big // 256 + 1),
+        "big/three.bin": b"3" * (2 * big),
+    }
+    d = desired(tmp_path, files)
+    assert [h.md5 for h in d.files] == [md5_bytes(v) for _, v in sorted(files.items())]
+    assert d.digest == digest_of(files)
+    gone = expansion(tmp_path, files)
+    (tmp_path / "src" / "big" / "two.bin").unlink()
+    with pytest.raises(MissingSource, match=r"two\.bin"):
+        desired_state(ArtifactSpec(name="x"), gone, (ALT, CREATED), USER, None,
+                      HashCache(tmp_path / "none"), tmp_path)  # fmt: skip
 
 
 def test_an_indexed_unchanged_tree_hashes_nothing(tmp_path: Path) -> None:
