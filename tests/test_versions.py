@@ -291,7 +291,10 @@ def test_versions_in_defaults_and_storage_is_shared(project: Project, cli: Cli) 
 
 
 def blob_bytes(store: Path) -> int:
-    return sum(p.stat().st_size for p in (store / "blobs").rglob("*") if p.is_file())
+    """The bytes the store keeps: blob files plus blobs held inline in the database."""
+    files = sum(p.stat().st_size for p in (store / "blobs").rglob("*") if p.is_file())
+    inline = store_rows(store, "SELECT coalesce(sum(length(data)), 0) FROM blobs")[0][0]
+    return files + int(inline)
 
 
 def test_interrupted_states_are_repaired_from_what_the_remote_shows(
