@@ -17,6 +17,7 @@ import yaml
 from .errors import ManifestToolError
 from .identity import valid_alternative_name
 from .localdir import write_atomic
+from .yamlpos import safe_load
 
 HEADER = b"# Written by manifest-tool apply. Commit it: it keeps artifact identities stable.\n"
 
@@ -78,7 +79,7 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = safe_load(path.read_text(encoding="utf-8")) or {}
         entries = data.get("artifacts") or {}
         return {str(name): _entry(value) for name, value in entries.items()}
     except (OSError, ValueError, yaml.YAMLError, AttributeError, KeyError, TypeError) as err:

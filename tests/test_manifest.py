@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from jsonschema import Draft202012Validator
 
 from manifest_tool.errors import ManifestInvalid
@@ -736,3 +737,21 @@ def test_policy_defaults_are_documented() -> None:
     assert defs["hidden"]["default"] == "include"
     assert defs["conflict_strategy"]["default"] == "new"
     assert defs["object"]["properties"]["if_no_files_found"]["default"] == "error"
+
+
+def test_libyaml_and_the_python_loader_read_a_manifest_alike() -> None:
+    """The fast path (libyaml) gives the same values and positions as PyYAML's own
+    loader, and a broken document keeps the Python loader's message."""
+    from manifest_tool import yamlpos
+
+    text = (
+        "version: 1\nartifacts:\n  - name: a\n    labels: [x, 'y']\n"
+        "    objects:\n      - file: 'w.bin'\n      - {uri: 's3://b/k', path: k}\n"
+    )
+    fast = yamlpos.parse(text)
+    slow = yamlpos._parse(text, yaml.SafeLoader)
+    assert yamlpos.FAST_LOADER is not None  # the wheels ship libyaml
+    assert (fast.data, fast.values, fast.keys) == (slow.data, slow.values, slow.keys)
+    with pytest.raises(yamlpos.YamlSyntaxError) as err:
+        yamlpos.parse("a: 1\n b: 2\n")
+    assert "check the indentation" in str(err.value)
