@@ -305,6 +305,17 @@ def test_bad_input_is_400(api: Api, art: str) -> None:
         assert "error" in resp.json()
 
 
+def test_an_md5_with_a_trailing_newline_is_not_32_hex_digits(api: Api, art: str) -> None:
+    data = b"hello"
+    resp = api.call(
+        "POST",
+        "/apis/v1/objects",
+        params={"path": f"{art}/nl", "md5": hashlib.md5(data).hexdigest() + "\n"},
+        files={"content": ("f", data)},
+    )
+    assert resp.status_code == 400 and "must be 32 hex digits" in resp.json()["error"]
+
+
 def test_body_limit(tmp_path: Path) -> None:
     with running_server(tmp_path, users=[A], extra_args=["--max-body-mb", "1"]) as small:
         api = Api(small)

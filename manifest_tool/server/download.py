@@ -19,7 +19,7 @@ from .context import run
 from .errors import RangeNotSatisfiable
 
 CHUNK = 1024 * 1024
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")  # fullmatch: "$" would accept a trailing newline
 BEYOND = 1 << 63  # any position of more than 18 digits lies past every object
 
 
@@ -35,7 +35,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     Several ranges, or a header we cannot read, are ignored as RFC 9110 allows: the
     client then gets the whole object with a 200.
     """
-    match = RANGE_RE.match(header.strip()) if header else None
+    match = RANGE_RE.fullmatch(header.strip()) if header else None
     if match is None:
         return None
     first, last = match.groups()
