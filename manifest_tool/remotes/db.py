@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus
 
 from ..errors import RemoteError
 
@@ -333,9 +333,7 @@ class PostgresDatabase:
         except psycopg.Error as err:
             lines = [line.strip() for line in str(err).splitlines() if line.strip()]
             reason = " ".join(lines) or type(err).__name__
-            password = urlsplit(self._url).password
-            if password:
-                reason = reason.replace(password, "***")
+            reason = redact_text(reason, self._url)
             raise RemoteError(
                 f"cannot connect to the database {self.url_for_humans}: {reason}"
             ) from None
@@ -399,9 +397,44 @@ class PostgresDatabase:
             conn.raw.close()
 
 
+SECRET_URL_PARAMS = frozenset({"password", "sslpassword"})  # libpq's query-string forms
+
+
+def url_secrets(url: str) -> frozenset[str]:
+    """Every password ``url`` holds: the user's ``:pass@`` and ``?password=`` values,
+    as written and decoded (an error message may echo either)."""
+    found: set[str] = set()
+    userinfo = url.partition("//")[2].partition("/")[0].rpartition("@")[0]
+    if ":" in userinfo:
+        found.add(userinfo.partition(":")[2])
+    query = url.partition("?")[2].partition("#")[0]
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if unquote_plus(name).strip().lower() in SECRET_URL_PARAMS:
+            found.update((value, unquote_plus(value)))
+    return frozenset(s for s in found if s)
+
+
 def redact_url(url: str) -> str:
-    """``url`` without a password (``postgresql://user:***@host/db``)."""
-    return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+    """``url`` without its passwords (``postgresql://user:***@host/db?password=***``)."""
+    masked = re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+    base, mark, query = masked.partition("?")
+    if not mark:
+        return masked
+    pairs = []
+    for pair in query.split("&"):
+        name = pair.partition("=")[0]
+        if unquote_plus(name).strip().lower() in SECRET_URL_PARAMS:
+            pair = f"{name}=***"
+        pairs.append(pair)
+    return base + "?" + "&".join(pairs)
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (an engine's message) with every password of ``url`` masked."""
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _migrate(conn: Conn, db: Any, legacy: Callable[[Conn], None] | None) -> None:
