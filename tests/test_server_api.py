@@ -316,6 +316,13 @@ def test_an_md5_with_a_trailing_newline_is_not_32_hex_digits(api: Api, art: str)
     assert resp.status_code == 400 and "must be 32 hex digits" in resp.json()["error"]
 
 
+@pytest.mark.parametrize("revision", [2**63, 2**64, 10**30, -1])
+def test_an_out_of_range_objects_revision_is_a_400(api: Api, art: str, revision: int) -> None:
+    body = {"node": art, "description": "x", "ifObjectsRevision": revision}
+    resp = api.call("PUT", "/apis/v1/nodes", json=body)
+    assert resp.status_code == 400 and "ifObjectsRevision" in resp.json()["error"], resp.text
+
+
 def test_body_limit(tmp_path: Path) -> None:
     with running_server(tmp_path, users=[A], extra_args=["--max-body-mb", "1"]) as small:
         api = Api(small)
