@@ -73,8 +73,15 @@ async def object_response(
     }
     if span:
         headers["Content-Range"] = f"bytes {first}-{last}/{info.size_bytes}"
+    chunks = reader.chunks(first, last - first + 1)
+    try:  # the first chunk before the status line: a reader that opens lazily (an S3
+        # key) fails here, as a clean error answer, not as a cut-off 200
+        head = await run(next, chunks, None)
+    except BaseException:
+        await run(reader.close)
+        raise
     return StreamingResponse(
-        _read(reader, first, last - first + 1), 206 if span else 200, headers, info.content_type
+        _read(reader, head, chunks), 206 if span else 200, headers, info.content_type
     )
 
 
@@ -82,13 +89,13 @@ def _filename(key: str) -> str:
     return quote(key.rsplit("/", 1)[-1], safe="")
 
 
-async def _read(reader: BlobReader, offset: int, length: int) -> AsyncIterator[bytes]:
-    chunks: Iterator[bytes] = reader.chunks(offset, length)
+async def _read(
+    reader: BlobReader, head: bytes | None, chunks: Iterator[bytes]
+) -> AsyncIterator[bytes]:
     try:
-        while True:
-            chunk = await run(next, chunks, None)
-            if chunk is None:
-                break
+        chunk = head
+        while chunk is not None:
             yield chunk
+            chunk = await run(next, chunks, None)
     finally:
         await run(reader.close)
