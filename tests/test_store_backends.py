@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -451,6 +452,25 @@ def test_multipart_abort_and_idle_uploads(s3_store: Store) -> None:
     assert s3_keys(store) == set()
     with pytest.raises(NodeNotFound):
         mp.finish(A, idle, ART, "b.bin", [(1, "x")])
+
+
+def test_multipart_finish_holds_one_inline_part_at_a_time(s3_store: Store) -> None:
+    store, count = s3_store, 800  # 50 MiB of parts
+    mp = SharedMultipart(store)
+    upload = mp.start(A, ART, "many.bin")
+    part = os.urandom(INLINE_MAX)  # inline: its bytes live in the database row
+    etag = mp.put_part(A, upload, ART, "many.bin", 1, [part])
+    for number in range(2, count + 1):
+        mp.put_part(A, upload, ART, "many.bin", number, [part])
+    tracemalloc.start()
+    try:
+        info = mp.finish(A, upload, ART, "many.bin", [(n, etag) for n in range(1, count + 1)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.size_bytes == count * INLINE_MAX
+    # the writer's three 8 MiB S3 part buffers and a part or two, never all the parts
+    assert peak < 40 * MiB, peak
 
 
 def test_migration_is_safe_when_replicas_start_together() -> None:

@@ -118,11 +118,10 @@ class SharedMultipart:
             raise InvalidInput("a multipart finish needs at least one part")
         with self.store.db.read() as conn:
             self._check(conn, user, upload_id, node_path, key)
-            rows = {
+            rows = {  # metadata only: each inline part's bytes are read as it is copied
                 r[0]: r
                 for r in conn.execute(
-                    "SELECT number, md5, size, data, location FROM upload_parts"
-                    " WHERE upload_id = ?",
+                    "SELECT number, md5, size, location FROM upload_parts WHERE upload_id = ?",
                     (upload_id,),
                 ).fetchall()
             }
@@ -138,7 +137,7 @@ class SharedMultipart:
         writer = self.store.writer()
         try:
             for number in numbers:
-                self._copy_part(rows[number], writer)
+                self._copy_part(upload_id, rows[number], writer)
             info = writer.finish(expected_md5)
         except BaseException:
             writer.discard()
@@ -147,13 +146,22 @@ class SharedMultipart:
         drop_upload(self.store, upload_id)
         return done
 
-    def _copy_part(self, row: Any, writer: Any) -> None:
-        if row[3] is not None:
-            writer.write(bytes(row[3]))
+    def _copy_part(self, upload_id: str, row: Any, writer: Any) -> None:
+        number, md5, size, location = row
+        if location is None:  # inline
+            with self.store.db.read() as conn:
+                held = conn.execute(
+                    "SELECT data FROM upload_parts WHERE upload_id = ? AND number = ?"
+                    " AND md5 = ?",
+                    (upload_id, number, md5),
+                ).fetchone()
+            if held is None:
+                raise InvalidInput(f"part {number} of upload {upload_id} changed; finish again")
+            writer.write(bytes(held[0]))
             return
-        reader = self.store.blobs.open("", row[4])
+        reader = self.store.blobs.open("", location)
         try:
-            for chunk in reader.chunks(0, row[2]):
+            for chunk in reader.chunks(0, size):
                 writer.write(chunk)
         finally:
             reader.close()
