@@ -6,12 +6,13 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import engines
 import pytest
 import requests
 from conftest import USER
-from serverutil import Replicas, running_replicas
+from serverutil import Replicas, Server, running_replicas, running_server
 
 from manifest_tool.errors import RemoteError
 from manifest_tool.remotes.base import ARTIFACT, Upload
@@ -42,9 +43,9 @@ def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
         yield replicas
 
 
-def _artifact(replica: Replicas) -> str:
+def _artifact(server: Server | Replicas) -> str:
     name = f"r-{uuid.uuid4().hex[:8]}"
-    HttpRemote(replica.url, replica.keys[USER]).create_node(f"/{USER}", name, ARTIFACT)
+    HttpRemote(server.url, server.keys[USER]).create_node(f"/{USER}", name, ARTIFACT)
     return f"/{USER}/{name}"
 
 
@@ -66,3 +67,74 @@ def test_an_object_whose_s3_key_vanished_is_an_error_before_any_header(
     )
     assert resp.status_code == 503 and "blob storage" in resp.json()["error"], resp.text
     assert "Traceback" not in replica.logs()
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("embedded"), users=[USER]) as server:
+        yield server
+
+
+NUL_CALLS: list[tuple[str, str, dict[str, Any], str]] = [
+    # (method, route, request arguments with {art} filled in, the field the 400 names)
+    (
+        "POST",
+        "/apis/v1/nodes",
+        {"json": {"parent": f"/{USER}", "name": "n", "type": ARTIFACT, "description": "a\x00b"}},
+        "'description'",
+    ),
+    (
+        "POST",
+        "/apis/v1/nodes",
+        {"json": {"parent": f"/{USER}", "name": "n", "type": ARTIFACT, "labels": ["a\x00"]}},
+        "'labels'",
+    ),
+    ("PUT", "/apis/v1/nodes", {"json": {"node": "{art}", "extra": '{"a": 1}\x00'}}, "'extra'"),
+    ("GET", "/apis/v1/nodes/info", {"params": {"node": "abc\x00"}}, "'node'"),
+    ("POST", "/apis/v1/nodes/infos", {"json": {"nodes": ["{art}\x00"]}}, "'nodes'"),
+    ("GET", "/apis/v1/graphs", {"params": {"current": "x\x00"}}, "'current'"),
+    ("POST", "/apis/v1/graphs", {"json": {"graphs": [{"from": "a\x00", "to": "b"}]}}, "'graphs'"),
+    ("POST", "/apis/v1/objects/delete", {"json": {"node": "{art}", "paths": ["a\x00"]}}, "'paths'"),
+    ("GET", "/apis/v1/objects/ls", {"params": {"path": "{art}", "after": "\x00"}}, "'after'"),
+    (
+        "DELETE",
+        "/apis/v1/objects/multipart/ab%00cd",
+        {"params": {"path": "{art}/k"}},
+        "'upload_id'",
+    ),
+    (
+        "POST",
+        "/apis/v1/objects/multipart/ab%00cd",
+        {"params": {"path": "{art}/k"}, "json": {"parts": [{"partNumber": 1, "etag": "x"}]}},
+        "'upload_id'",
+    ),
+]
+
+
+def _fill(value: Any, art: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{art}", art)
+    if isinstance(value, dict):
+        return {k: _fill(v, art) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, art) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("engine", ["embedded", "replica"])
+def test_a_nul_in_client_text_is_the_same_400_on_every_engine(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    server: Server | Replicas = request.getfixturevalue(engine)
+    art = _artifact(server)
+    for method, route, args, name in NUL_CALLS:
+        resp = requests.request(
+            method,
+            server.url + route,
+            headers=server.headers(USER),
+            timeout=30,
+            **_fill(args, art),
+        )
+        assert resp.status_code == 400, (route, resp.text)
+        error = resp.json()["error"]
+        assert name in error and "NUL" in error, (route, error)

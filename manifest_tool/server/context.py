@@ -110,6 +110,15 @@ async def authenticate(request: Request, key: str) -> str | None:
     return user
 
 
+def refuse_nul_in_url(request: Request) -> None:
+    """A path or query parameter holding NUL: a 400 naming it, on every engine alike
+    (PostgreSQL's text cannot hold NUL; SQLite's can, so it would answer otherwise)."""
+    for kind, params in (("path", request.path_params), ("query", request.query_params)):
+        for name, value in params.items():
+            if "\x00" in name or "\x00" in str(value):
+                raise InvalidInput(f"{kind} parameter {name!r} must not contain a NUL character")
+
+
 def query(request: Request, name: str) -> str:
     value = request.query_params.get(name)
     if not value:
