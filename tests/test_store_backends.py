@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import blake3
+import psycopg
 import pytest
 import requests
 from engines import pg_database, s3_endpoint, s3_prefix
@@ -582,3 +583,30 @@ def test_serve_on_shared_engines_never_shows_secrets(tmp_path: Path) -> None:
             os.environ["AWS_ACCESS_KEY_ID"],
         ):
             assert hidden not in text
+
+
+def test_pooled_connections_ended_by_the_server_are_replaced_on_checkout() -> None:
+    with pg_database() as dsn:
+        db = PostgresDatabase(dsn, pool_size=4)
+        try:
+            with db.read() as a, db.read() as b, db.read() as c:  # three pooled connections
+                for conn in (a, b, c):
+                    conn.execute("SELECT 1")
+            with psycopg.connect(dsn, autocommit=True) as admin:  # as a restart would
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                deadline = time.monotonic() + 10
+                while admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone() != (0,):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+            time.sleep(0.1)  # the sockets' ends reach this process
+            for _ in range(5):  # every request succeeds, none answers "retry"
+                with db.read() as conn:
+                    assert conn.execute("SELECT 41 + 1").fetchone()[0] == 42
+        finally:
+            db.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import queue
 import re
+import select
 import sqlite3
 import threading
 import time
@@ -306,6 +307,20 @@ class _PgConn:
             raise UniqueViolation(str(err).splitlines()[0]) from None
 
 
+def _gone(raw: Any) -> bool:
+    """Whether an idle pooled connection is dead: closed, or its socket readable, which
+    for an idle connection means the server ended it (a restart, a terminated backend)
+    and would fail the next request. A poll, no round trip."""
+    if raw.closed or raw.broken:
+        return True
+    poller = select.poll()  # not select(): a busy server's descriptors pass 1024
+    try:
+        poller.register(raw.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
+
+
 class PostgresDatabase:
     dialect = "postgresql"
     lock_share = " FOR SHARE"
@@ -343,9 +358,14 @@ class PostgresDatabase:
         """A pooled connection; a new one while fewer than ``pool_size`` exist."""
         while True:
             try:
-                return self._pool.get(timeout=0 if self._made < self._size else 0.5)
+                pooled = self._pool.get(timeout=0 if self._made < self._size else 0.5)
             except queue.Empty:
                 pass
+            else:
+                if not _gone(pooled.raw):
+                    return pooled
+                self._discard(pooled)
+                continue
             with self._lock:
                 make = self._made < self._size
                 self._made += make
@@ -359,11 +379,15 @@ class PostgresDatabase:
 
     def _checkin(self, conn: _PgConn) -> None:
         if conn.raw.broken or conn.raw.closed or conn.raw.info.transaction_status != 0:
-            conn.raw.close()
-            with self._lock:
-                self._made -= 1
+            self._discard(conn)
             return
         self._pool.put_nowait(conn)
+
+    def _discard(self, conn: _PgConn) -> None:
+        with suppress(Exception):
+            conn.raw.close()
+        with self._lock:
+            self._made -= 1
 
     @contextmanager
     def read(self) -> Iterator[Conn]:
