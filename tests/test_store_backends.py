@@ -610,3 +610,13 @@ def test_pooled_connections_ended_by_the_server_are_replaced_on_checkout() -> No
                     assert conn.execute("SELECT 41 + 1").fetchone()[0] == 42
         finally:
             db.close()
+
+
+def test_released_blobs_are_stamped_in_one_transaction_not_one_each(s3_store: Store) -> None:
+    store, count = s3_store, 60
+    for i in range(count):  # past the inline size: S3 keys, released for GC's grace
+        put(store, f"many/{i}", os.urandom(INLINE_MAX + 1))
+    store.delete_objects(A, ART, [f"many/{i}" for i in range(count)])
+    released = rows(store, "SELECT xmin::text FROM blobs WHERE released_at IS NOT NULL")
+    assert len(released) == count
+    assert len({r[0] for r in released}) == 1  # one writing transaction stamped them all
