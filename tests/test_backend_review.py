@@ -6,12 +6,13 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import engines
 import pytest
 import requests
-from conftest import USER
+from conftest import USER, run_in_process
 from serverutil import Replicas, Server, running_replicas, running_server
 
 from manifest_tool.errors import RemoteError
@@ -138,3 +139,25 @@ def test_a_nul_in_client_text_is_the_same_400_on_every_engine(
         assert resp.status_code == 400, (route, resp.text)
         error = resp.json()["error"]
         assert name in error and "NUL" in error, (route, error)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--blobs", "s3://bucket/p", "--s3-endpoint", "notaurl"], "invalid S3 endpoint"),
+        (["--blobs", "s3://Bad_Bucket!/p"], "invalid bucket name 'Bad_Bucket!'"),
+        (["--blobs", "s3://u:PW1234@bucket/p"], "no credentials in it"),
+        (["--db", "sqlite:relative.db"], "use sqlite:///ABSOLUTE/PATH"),
+        (["--db", "sqlite:///proc/nope/x.sqlite"], "cannot open the database"),
+    ],
+)
+def test_a_bad_store_flag_is_a_one_line_error(
+    flags: list[str], message: str, tmp_path: Path
+) -> None:
+    chosen = {"--db": f"sqlite:///{tmp_path}/db.sqlite", "--blobs": f"file://{tmp_path}/b"}
+    chosen.update(zip(flags[::2], flags[1::2], strict=True))
+    args = [item for pair in chosen.items() for item in pair]
+    result = run_in_process("gc", *args, cwd=tmp_path)
+    assert result.code == 1 and message in result.err, result
+    assert len(result.err.strip().splitlines()) == 1 and "PW1234" not in result.err
+    assert not (tmp_path / "relative.db").exists()
