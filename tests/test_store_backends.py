@@ -455,6 +455,48 @@ def test_multipart_abort_and_idle_uploads(s3_store: Store) -> None:
         mp.finish(A, idle, ART, "b.bin", [(1, "x")])
 
 
+def _race(
+    barrier: threading.Barrier, outcome: dict[str, str], name: str, call: Callable[[], Any]
+) -> None:
+    barrier.wait()
+    try:
+        call()
+        outcome[name] = "ok"
+    except NodeNotFound as err:
+        outcome[name] = "404" if "upload not found" in str(err) else repr(err)
+    except Exception as err:
+        outcome[name] = repr(err)
+
+
+def test_multipart_finish_racing_abort_has_exactly_one_winner(make_s3: Make) -> None:
+    store = _with_artifact(make_s3())
+    finisher, aborter = SharedMultipart(store), SharedMultipart(make_s3())
+    parts = [os.urandom(2 * MiB), os.urandom(1000)]
+    for round_ in range(6):
+        key = f"race{round_}.bin"
+        upload = finisher.start(A, ART, key)
+        etags = [
+            (n, finisher.put_part(A, upload, ART, key, n, [d])) for n, d in enumerate(parts, 1)
+        ]
+        barrier, outcome = threading.Barrier(2), dict[str, str]()
+        calls = {
+            "finish": partial(finisher.finish, A, upload, ART, key, etags),
+            "abort": partial(aborter.abort, A, upload, ART, key),
+        }
+        threads = [
+            threading.Thread(target=_race, args=(barrier, outcome, name, call))
+            for name, call in calls.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcome.values()) == ["404", "ok"], outcome
+        published = key in {o.path for o in store.list_objects(A, ART)[0]}
+        assert published == (outcome["finish"] == "ok"), outcome
+    assert rows(store, "SELECT COUNT(*) FROM uploads")[0][0] == 0
+
+
 def test_multipart_finish_holds_one_inline_part_at_a_time(s3_store: Store) -> None:
     store, count = s3_store, 800  # 50 MiB of parts
     mp = SharedMultipart(store)

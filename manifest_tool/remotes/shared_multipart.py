@@ -141,9 +141,19 @@ class SharedMultipart:
             info = writer.finish(expected_md5)
         except BaseException:
             writer.discard()
+            with self.store.db.read() as conn:  # an abort deleted the parts under us
+                self._check(conn, user, upload_id, node_path, key)
             raise
-        done = self.store.commit_object(user, node_path, key, writer, info)
-        drop_upload(self.store, upload_id)
+        doomed: list[str] = []
+
+        def claim(conn: Any) -> None:  # in the commit's transaction: finish or abort wins
+            dropped = _drop_rows(conn, self.store, upload_id)
+            if dropped is None:
+                raise NodeNotFound(upload_id, f"upload not found [{upload_id}]")
+            doomed.extend(dropped)
+
+        done = self.store.commit_object(user, node_path, key, writer, info, claim)
+        _remove_keys(self.store, doomed)
         return done
 
     def _copy_part(self, upload_id: str, row: Any, writer: Any) -> None:
@@ -169,7 +179,8 @@ class SharedMultipart:
     def abort(self, user: str, upload_id: str, node_path: str, key: str) -> None:
         with self.store.db.read() as conn:
             self._check(conn, user, upload_id, node_path, key)
-        drop_upload(self.store, upload_id)
+        if not drop_upload(self.store, upload_id):  # a finish took it first
+            raise NodeNotFound(upload_id, f"upload not found [{upload_id}]")
 
     def _delete(self, location: str) -> None:
         self.store.blobs.remove(None, location)
@@ -179,23 +190,37 @@ class SharedMultipart:
 def drop_upload(store: Store, upload_id: str) -> bool:
     """Forget an upload and delete its part keys (doomed first); False if gone."""
     with store.db.write() as conn:
-        held = conn.execute(
-            "SELECT id FROM uploads WHERE id = ?" + store.db.lock_update, (upload_id,)
-        ).fetchone()
-        if held is None:
-            return False
-        # the parts before the upload: its delete would cascade them away unseen
-        rows = conn.execute(
-            "DELETE FROM upload_parts WHERE upload_id = ? RETURNING location", (upload_id,)
-        ).fetchall()
-        conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
-        locations = [r[0] for r in rows if r[0] is not None]
-        for location in locations:
-            blobrows.doom(conn, location)
+        locations = _drop_rows(conn, store, upload_id)
+    if locations is None:
+        return False
+    _remove_keys(store, locations)
+    return True
+
+
+def _drop_rows(conn: Any, store: Store, upload_id: str) -> list[str] | None:
+    """The upload's rows deleted (its part keys doomed) in the caller's transaction,
+    the upload row locked first: of a finish and an abort, exactly one finds it.
+    The part keys to delete after the commit; None if the upload was gone."""
+    held = conn.execute(
+        "SELECT id FROM uploads WHERE id = ?" + store.db.lock_update, (upload_id,)
+    ).fetchone()
+    if held is None:
+        return None
+    # the parts before the upload: its delete would cascade them away unseen
+    rows = conn.execute(
+        "DELETE FROM upload_parts WHERE upload_id = ? RETURNING location", (upload_id,)
+    ).fetchall()
+    conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+    locations = [r[0] for r in rows if r[0] is not None]
+    for location in locations:
+        blobrows.doom(conn, location)
+    return locations
+
+
+def _remove_keys(store: Store, locations: list[str]) -> None:
     for location in locations:
         store.blobs.remove(None, location)
         blobrows.forget(store.db, location)
-    return True
 
 
 def idle_uploads(store: Store, cutoff: str) -> list[str]:
