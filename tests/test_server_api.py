@@ -323,6 +323,14 @@ def test_an_out_of_range_objects_revision_is_a_400(api: Api, art: str, revision:
     assert resp.status_code == 400 and "ifObjectsRevision" in resp.json()["error"], resp.text
 
 
+@pytest.mark.parametrize("value", [" 1", "1 ", "\u0661", "+1", "1_0"])
+def test_page_and_size_take_only_ascii_digits(api: Api, value: str) -> None:
+    for name in ("page", "size"):
+        resp = api.call("GET", "/apis/v1/nodes", params={"parent": f"/{A}", name: value})
+        assert resp.status_code == 400, (name, value, resp.text)
+        assert f"'{name}' must be an integer" in resp.json()["error"]
+
+
 def test_body_limit(tmp_path: Path) -> None:
     with running_server(tmp_path, users=[A], extra_args=["--max-body-mb", "1"]) as small:
         api = Api(small)

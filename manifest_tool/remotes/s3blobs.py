@@ -259,6 +259,29 @@ class S3Blobs:
         if location:
             self.client.delete_object(Bucket=self.bucket, Key=location)
 
+    def leftover_size(self, key: str) -> int:
+        """Bytes an unfinished write left on ``key``: the stored object's, or the parts
+        of multipart uploads still open on it (for GC's report)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError:
+            pass  # no object (yet): count the parts sent so far
+        total = 0
+        listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        for up in listing.get("Uploads", []):
+            if up["Key"] != key:
+                continue
+            pages = self.client.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=key, UploadId=up["UploadId"]
+            )
+            try:
+                total += sum(p["Size"] for page in pages for p in page.get("Parts", []))
+            except ClientError:  # completed or aborted meanwhile
+                continue
+        return total
+
     def abort_uploads(self, key: str) -> None:
         """Abort S3 multipart uploads a killed writer left on ``key`` (named by an intent)."""
         from botocore.exceptions import ClientError

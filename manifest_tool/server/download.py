@@ -19,7 +19,8 @@ from .context import run
 from .errors import RangeNotSatisfiable
 
 CHUNK = 1024 * 1024
-RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")  # fullmatch: "$" would accept a trailing newline
+# fullmatch, not "$" (which accepts a trailing newline); ASCII digits, not \d
+RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 BEYOND = 1 << 63  # any position of more than 18 digits lies past every object
 
 
