@@ -161,3 +161,14 @@ def test_a_bad_store_flag_is_a_one_line_error(
     assert result.code == 1 and message in result.err, result
     assert len(result.err.strip().splitlines()) == 1 and "PW1234" not in result.err
     assert not (tmp_path / "relative.db").exists()
+
+
+@pytest.mark.parametrize("engine", ["embedded", "replica"])
+def test_an_api_key_with_a_nul_is_an_unknown_key(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    server: Server | Replicas = request.getfixturevalue(engine)
+    resp = requests.get(
+        server.url + "/oauth2/userinfo", params={"apikey": "a\x00bcdefgh"}, timeout=30
+    )
+    assert resp.status_code == 400 and resp.text == "api key not found\n", resp.text
