@@ -133,6 +133,7 @@ def test_the_client_reports_a_failed_object_as_a_checksum_mismatch(srv: Server) 
         ({"objects": [{"path": "x", "size": -1, "md5": "0" * 32}]}, b"", "non-negative"),
         ({"objects": [{"path": "x", "size": 0, "md5": "nothex"}]}, b"", "32 hex digits"),
         ({"objects": [{"path": "x", "size": 0}]}, b"", "32 hex digits"),
+        ({"objects": [{"path": "x", "size": 0, "md5": "0" * 32 + "\n"}]}, b"", "32 hex digits"),
         ({"objects": "x"}, b"", "a list 'objects'"),
         (["x"], b"", "a list 'objects'"),
         ({"objects": [{"path": "\ud800", "size": 0, "md5": "0" * 32}]}, b"", "surrogate"),

@@ -305,6 +305,32 @@ def test_bad_input_is_400(api: Api, art: str) -> None:
         assert "error" in resp.json()
 
 
+def test_an_md5_with_a_trailing_newline_is_not_32_hex_digits(api: Api, art: str) -> None:
+    data = b"hello"
+    resp = api.call(
+        "POST",
+        "/apis/v1/objects",
+        params={"path": f"{art}/nl", "md5": hashlib.md5(data).hexdigest() + "\n"},
+        files={"content": ("f", data)},
+    )
+    assert resp.status_code == 400 and "must be 32 hex digits" in resp.json()["error"]
+
+
+@pytest.mark.parametrize("revision", [2**63, 2**64, 10**30, -1])
+def test_an_out_of_range_objects_revision_is_a_400(api: Api, art: str, revision: int) -> None:
+    body = {"node": art, "description": "x", "ifObjectsRevision": revision}
+    resp = api.call("PUT", "/apis/v1/nodes", json=body)
+    assert resp.status_code == 400 and "ifObjectsRevision" in resp.json()["error"], resp.text
+
+
+@pytest.mark.parametrize("value", [" 1", "1 ", "\u0661", "+1", "1_0"])
+def test_page_and_size_take_only_ascii_digits(api: Api, value: str) -> None:
+    for name in ("page", "size"):
+        resp = api.call("GET", "/apis/v1/nodes", params={"parent": f"/{A}", name: value})
+        assert resp.status_code == 400, (name, value, resp.text)
+        assert f"'{name}' must be an integer" in resp.json()["error"]
+
+
 def test_body_limit(tmp_path: Path) -> None:
     with running_server(tmp_path, users=[A], extra_args=["--max-body-mb", "1"]) as small:
         api = Api(small)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import blake3
+import psycopg
 import pytest
 import requests
 from engines import pg_database, s3_endpoint, s3_prefix
@@ -312,12 +314,17 @@ def test_a_write_never_committed_is_found_through_its_intent(s3_store: Store) ->
     whole.finish()
     half = store.writer()  # as if killed mid-stream: an S3 multipart upload in flight
     half.write_all([os.urandom(MiB)] * 9)
+    assert half.sink is not None
+    for sent in half.sink._pending:  # type: ignore[attr-defined]  # the part reached S3
+        sent.result()
     assert len(rows(store, "SELECT location FROM intents")) == 2
     assert store.list_objects(A, ART) == ([], 0)
     assert len(s3_keys(store, "blobs/")) == 1
     assert gc.collect(store, grace=3600).items == ()  # young: maybe still being written
     report = gc.collect(store, grace=0)
     assert sorted(i.kind for i in report.items) == ["temp file", "temp file"]
+    # what each left, not "0 bytes": the whole object, and the 8 MiB part sent so far
+    assert sorted(i.size for i in report.items) == [3 * MiB, 8 * MiB]
     assert s3_keys(store) == set()
     client, bucket = store.blobs.client, store.blobs.bucket
     listing = client.list_multipart_uploads(Bucket=bucket, Prefix=store.blobs.prefix)
@@ -453,6 +460,67 @@ def test_multipart_abort_and_idle_uploads(s3_store: Store) -> None:
         mp.finish(A, idle, ART, "b.bin", [(1, "x")])
 
 
+def _race(
+    barrier: threading.Barrier, outcome: dict[str, str], name: str, call: Callable[[], Any]
+) -> None:
+    barrier.wait()
+    try:
+        call()
+        outcome[name] = "ok"
+    except NodeNotFound as err:
+        outcome[name] = "404" if "upload not found" in str(err) else repr(err)
+    except Exception as err:
+        outcome[name] = repr(err)
+
+
+def test_multipart_finish_racing_abort_has_exactly_one_winner(make_s3: Make) -> None:
+    store = _with_artifact(make_s3())
+    finisher, aborter = SharedMultipart(store), SharedMultipart(make_s3())
+    parts = [os.urandom(2 * MiB), os.urandom(1000)]
+    for round_ in range(6):
+        key = f"race{round_}.bin"
+        upload = finisher.start(A, ART, key)
+        etags = [
+            (n, finisher.put_part(A, upload, ART, key, n, [d])) for n, d in enumerate(parts, 1)
+        ]
+        barrier, outcome = threading.Barrier(2), dict[str, str]()
+        calls = {
+            "finish": partial(finisher.finish, A, upload, ART, key, etags),
+            "abort": partial(aborter.abort, A, upload, ART, key),
+        }
+        threads = [
+            threading.Thread(target=_race, args=(barrier, outcome, name, call))
+            for name, call in calls.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcome.values()) == ["404", "ok"], outcome
+        published = key in {o.path for o in store.list_objects(A, ART)[0]}
+        assert published == (outcome["finish"] == "ok"), outcome
+    assert rows(store, "SELECT COUNT(*) FROM uploads")[0][0] == 0
+
+
+def test_multipart_finish_holds_one_inline_part_at_a_time(s3_store: Store) -> None:
+    store, count = s3_store, 800  # 50 MiB of parts
+    mp = SharedMultipart(store)
+    upload = mp.start(A, ART, "many.bin")
+    part = os.urandom(INLINE_MAX)  # inline: its bytes live in the database row
+    etag = mp.put_part(A, upload, ART, "many.bin", 1, [part])
+    for number in range(2, count + 1):
+        mp.put_part(A, upload, ART, "many.bin", number, [part])
+    tracemalloc.start()
+    try:
+        info = mp.finish(A, upload, ART, "many.bin", [(n, etag) for n in range(1, count + 1)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.size_bytes == count * INLINE_MAX
+    # the writer's three 8 MiB S3 part buffers and a part or two, never all the parts
+    assert peak < 40 * MiB, peak
+
+
 def test_migration_is_safe_when_replicas_start_together() -> None:
     with pg_database() as dsn:
         errors: list[BaseException] = []
@@ -562,3 +630,40 @@ def test_serve_on_shared_engines_never_shows_secrets(tmp_path: Path) -> None:
             os.environ["AWS_ACCESS_KEY_ID"],
         ):
             assert hidden not in text
+
+
+def test_pooled_connections_ended_by_the_server_are_replaced_on_checkout() -> None:
+    with pg_database() as dsn:
+        db = PostgresDatabase(dsn, pool_size=4)
+        try:
+            with db.read() as a, db.read() as b, db.read() as c:  # three pooled connections
+                for conn in (a, b, c):
+                    conn.execute("SELECT 1")
+            with psycopg.connect(dsn, autocommit=True) as admin:  # as a restart would
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                deadline = time.monotonic() + 10
+                while admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone() != (0,):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+            time.sleep(0.1)  # the sockets' ends reach this process
+            for _ in range(5):  # every request succeeds, none answers "retry"
+                with db.read() as conn:
+                    assert conn.execute("SELECT 41 + 1").fetchone()[0] == 42
+        finally:
+            db.close()
+
+
+def test_released_blobs_are_stamped_in_one_transaction_not_one_each(s3_store: Store) -> None:
+    store, count = s3_store, 60
+    for i in range(count):  # past the inline size: S3 keys, released for GC's grace
+        put(store, f"many/{i}", os.urandom(INLINE_MAX + 1))
+    store.delete_objects(A, ART, [f"many/{i}" for i in range(count)])
+    released = rows(store, "SELECT xmin::text FROM blobs WHERE released_at IS NOT NULL")
+    assert len(released) == count
+    assert len({r[0] for r in released}) == 1  # one writing transaction stamped them all

@@ -14,11 +14,12 @@ a file store, whatever its database.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, RemoteError
 from .db import Database, PostgresDatabase, SqliteDatabase, redact_url
 from .store import Store
 
@@ -44,6 +45,13 @@ def check(engines: Engines) -> None:
     for url, schemes in ((engines.db, DB_SCHEMES), (engines.blobs, BLOB_SCHEMES)):
         if url is not None and urlsplit(url).scheme not in schemes:
             raise InvalidInput(f"unsupported URL {redact_url(url)!r}: {SCHEME_HELP[schemes]}")
+    endpoint = engines.s3_endpoint
+    if endpoint and engines.blobs is not None and urlsplit(engines.blobs).scheme == "s3":
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidInput(
+                f"invalid S3 endpoint {redact_url(endpoint)!r}: use http(s)://HOST[:PORT]"
+            )
 
 
 DB_SCHEMES = ("postgresql", "postgres", "sqlite")
@@ -56,16 +64,23 @@ SCHEME_HELP = {
 
 def _local_path(url: str) -> Path:
     parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost") or not parts.path:
-        raise InvalidInput(f"invalid URL {url!r}: use {parts.scheme}:///ABSOLUTE/PATH")
+    if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+        # sqlite:relative.db would quietly become a store in whatever directory this runs in
+        raise InvalidInput(
+            f"invalid URL {redact_url(url)!r}: use {parts.scheme}:///ABSOLUTE/PATH"
+        )
     return Path(parts.path)
 
 
 def open_database(url: str) -> Database:
     if urlsplit(url).scheme == "sqlite":
         path = _local_path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteDatabase(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return SqliteDatabase(path)
+        except (OSError, sqlite3.Error) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise RemoteError(f"cannot open the database {path}: {reason}") from None
     return PostgresDatabase(url)
 
 

@@ -19,7 +19,7 @@ instead of referencing a deleted key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..errors import RemoteError
@@ -137,21 +137,44 @@ def lock_for_removal(conn: Conn, db: Database, blob: str) -> Any:
     return row
 
 
+COLLECT_CHUNK = 500  # blobs released per transaction: one commit each, not one per blob
+
+
 def collect(db: Database, backend: Any, blobs: Iterable[str]) -> None:
     """Blobs whose last object just went: removed now where no reader can be cut short
     (inline rows; files, read through open descriptors), else stamped as released for
     GC to remove after its grace."""
-    for blob in sorted(set(blobs)):
-        with db.write() as conn:
+    ordered = sorted(set(blobs))  # one lock order for every replica: no deadlock
+    for start in range(0, len(ordered), COLLECT_CHUNK):
+        for blob in _collect_rows(db, backend, ordered[start : start + COLLECT_CHUNK]):
+            _remove_file(db, backend, blob)
+
+
+def _collect_rows(db: Database, backend: Any, blobs: Sequence[str]) -> list[str]:
+    """Inline rows deleted and deferred keys stamped in one transaction; the file
+    blobs left, each to unlink under its own row lock (a rollback must not find a
+    row whose file is gone)."""
+    files = []
+    with db.write() as conn:
+        for blob in blobs:
             row = lock_for_removal(conn, db, blob)
             if row is None:
                 continue
-            if row["inline"] or not backend.deferred_removal:
+            if row["inline"]:
                 conn.execute("DELETE FROM blobs WHERE hash = ?", (blob,))
-                if not row["inline"]:
-                    backend.remove(blob, row["location"])
-            else:
+            elif backend.deferred_removal:
                 conn.execute("UPDATE blobs SET released_at = ? WHERE hash = ?", (now(), blob))
+            else:
+                files.append(blob)
+    return files
+
+
+def _remove_file(db: Database, backend: Any, blob: str) -> None:
+    with db.write() as conn:
+        row = lock_for_removal(conn, db, blob)
+        if row is not None:
+            conn.execute("DELETE FROM blobs WHERE hash = ?", (blob,))
+            backend.remove(blob, row["location"])
 
 
 def remove_unused(db: Database, backend: Any, blob: str, cutoff: str | None) -> int | None:

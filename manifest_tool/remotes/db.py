@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import queue
 import re
+import select
 import sqlite3
 import threading
 import time
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus
 
 from ..errors import RemoteError
 
@@ -306,6 +307,20 @@ class _PgConn:
             raise UniqueViolation(str(err).splitlines()[0]) from None
 
 
+def _gone(raw: Any) -> bool:
+    """Whether an idle pooled connection is dead: closed, or its socket readable, which
+    for an idle connection means the server ended it (a restart, a terminated backend)
+    and would fail the next request. A poll, no round trip."""
+    if raw.closed or raw.broken:
+        return True
+    poller = select.poll()  # not select(): a busy server's descriptors pass 1024
+    try:
+        poller.register(raw.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
+
+
 class PostgresDatabase:
     dialect = "postgresql"
     lock_share = " FOR SHARE"
@@ -333,9 +348,7 @@ class PostgresDatabase:
         except psycopg.Error as err:
             lines = [line.strip() for line in str(err).splitlines() if line.strip()]
             reason = " ".join(lines) or type(err).__name__
-            password = urlsplit(self._url).password
-            if password:
-                reason = reason.replace(password, "***")
+            reason = redact_text(reason, self._url)
             raise RemoteError(
                 f"cannot connect to the database {self.url_for_humans}: {reason}"
             ) from None
@@ -345,9 +358,14 @@ class PostgresDatabase:
         """A pooled connection; a new one while fewer than ``pool_size`` exist."""
         while True:
             try:
-                return self._pool.get(timeout=0 if self._made < self._size else 0.5)
+                pooled = self._pool.get(timeout=0 if self._made < self._size else 0.5)
             except queue.Empty:
                 pass
+            else:
+                if not _gone(pooled.raw):
+                    return pooled
+                self._discard(pooled)
+                continue
             with self._lock:
                 make = self._made < self._size
                 self._made += make
@@ -361,11 +379,15 @@ class PostgresDatabase:
 
     def _checkin(self, conn: _PgConn) -> None:
         if conn.raw.broken or conn.raw.closed or conn.raw.info.transaction_status != 0:
-            conn.raw.close()
-            with self._lock:
-                self._made -= 1
+            self._discard(conn)
             return
         self._pool.put_nowait(conn)
+
+    def _discard(self, conn: _PgConn) -> None:
+        with suppress(Exception):
+            conn.raw.close()
+        with self._lock:
+            self._made -= 1
 
     @contextmanager
     def read(self) -> Iterator[Conn]:
@@ -399,9 +421,44 @@ class PostgresDatabase:
             conn.raw.close()
 
 
+SECRET_URL_PARAMS = frozenset({"password", "sslpassword"})  # libpq's query-string forms
+
+
+def url_secrets(url: str) -> frozenset[str]:
+    """Every password ``url`` holds: the user's ``:pass@`` and ``?password=`` values,
+    as written and decoded (an error message may echo either)."""
+    found: set[str] = set()
+    userinfo = url.partition("//")[2].partition("/")[0].rpartition("@")[0]
+    if ":" in userinfo:
+        found.add(userinfo.partition(":")[2])
+    query = url.partition("?")[2].partition("#")[0]
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if unquote_plus(name).strip().lower() in SECRET_URL_PARAMS:
+            found.update((value, unquote_plus(value)))
+    return frozenset(s for s in found if s)
+
+
 def redact_url(url: str) -> str:
-    """``url`` without a password (``postgresql://user:***@host/db``)."""
-    return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+    """``url`` without its passwords (``postgresql://user:***@host/db?password=***``)."""
+    masked = re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+    base, mark, query = masked.partition("?")
+    if not mark:
+        return masked
+    pairs = []
+    for pair in query.split("&"):
+        name = pair.partition("=")[0]
+        if unquote_plus(name).strip().lower() in SECRET_URL_PARAMS:
+            pair = f"{name}=***"
+        pairs.append(pair)
+    return base + "?" + "&".join(pairs)
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (an engine's message) with every password of ``url`` masked."""
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _migrate(conn: Conn, db: Any, legacy: Callable[[Conn], None] | None) -> None:

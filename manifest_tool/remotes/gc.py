@@ -95,8 +95,9 @@ def _db_garbage(store: Store, cutoff: str, dry_run: bool) -> list[Item]:
         if dry_run or blobrows.remove_unused(store.db, store.blobs, blob, cutoff) is not None:
             items.append(Item("blob", blob, size))
     for location in blobrows.stale_intents(store.db, cutoff):
+        size = store.blobs.leftover_size(location)
         if dry_run or blobrows.clear_intent(store.db, store.blobs, location):
-            items.append(Item("temp file", location, 0))
+            items.append(Item("temp file", location, size))
     return items
 
 

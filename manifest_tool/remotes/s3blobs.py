@@ -24,6 +24,7 @@ import base64
 import hashlib
 import io
 import os
+import re
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -33,17 +34,30 @@ from urllib.parse import urlsplit
 
 from ..errors import InvalidInput, RemoteError
 from .blobs import INLINE_MAX, BlobReader, BlobWriter
+from .db import redact_url
 
 PART = 8 * 1024 * 1024  # one part buffer
 IN_FLIGHT = 2  # parts sent at once by one writer: it holds at most 3 buffers
 READ_CHUNK = 1024 * 1024
 
 
+BUCKET_RE = re.compile(r"[A-Za-z0-9._-]{3,63}")  # what S3 clients accept, checked up front
+
+
 def parse_s3_url(url: str) -> tuple[str, str]:
     """``s3://bucket/prefix`` as (bucket, prefix ending in '/' or empty)."""
     parts = urlsplit(url)
     if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-        raise InvalidInput(f"invalid blob store URL {url!r}: use s3://BUCKET/PREFIX")
+        raise InvalidInput(f"invalid blob store URL {redact_url(url)!r}: use s3://BUCKET/PREFIX")
+    if "@" in parts.netloc:  # keys come from the AWS_* variables, never from the URL
+        raise InvalidInput(
+            f"invalid blob store URL {redact_url(url)!r}: no credentials in it;"
+            " S3 keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    if not BUCKET_RE.fullmatch(parts.netloc):
+        raise InvalidInput(
+            f"invalid bucket name {parts.netloc!r}: 3-63 letters, digits, '.', '-' or '_'"
+        )
     prefix = parts.path.strip("/")
     return parts.netloc, f"{prefix}/" if prefix else ""
 
@@ -245,14 +259,43 @@ class S3Blobs:
         if location:
             self.client.delete_object(Bucket=self.bucket, Key=location)
 
+    def leftover_size(self, key: str) -> int:
+        """Bytes an unfinished write left on ``key``: the stored object's, or the parts
+        of multipart uploads still open on it (for GC's report)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError:
+            pass  # no object (yet): count the parts sent so far
+        total = 0
+        listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        for up in listing.get("Uploads", []):
+            if up["Key"] != key:
+                continue
+            pages = self.client.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=key, UploadId=up["UploadId"]
+            )
+            try:
+                total += sum(p["Size"] for page in pages for p in page.get("Parts", []))
+            except ClientError:  # completed or aborted meanwhile
+                continue
+        return total
+
     def abort_uploads(self, key: str) -> None:
         """Abort S3 multipart uploads a killed writer left on ``key`` (named by an intent)."""
+        from botocore.exceptions import ClientError
+
         listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
         for up in listing.get("Uploads", []):
             if up["Key"] == key:
-                self.client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=up["UploadId"]
-                )
+                try:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=up["UploadId"]
+                    )
+                except ClientError as err:  # its writer completed or aborted it meanwhile
+                    if err.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                        raise
 
     def open(self, blob: str, location: str | None) -> BlobReader:
         if location is None:

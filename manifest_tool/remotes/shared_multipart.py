@@ -118,11 +118,10 @@ class SharedMultipart:
             raise InvalidInput("a multipart finish needs at least one part")
         with self.store.db.read() as conn:
             self._check(conn, user, upload_id, node_path, key)
-            rows = {
+            rows = {  # metadata only: each inline part's bytes are read as it is copied
                 r[0]: r
                 for r in conn.execute(
-                    "SELECT number, md5, size, data, location FROM upload_parts"
-                    " WHERE upload_id = ?",
+                    "SELECT number, md5, size, location FROM upload_parts WHERE upload_id = ?",
                     (upload_id,),
                 ).fetchall()
             }
@@ -138,22 +137,41 @@ class SharedMultipart:
         writer = self.store.writer()
         try:
             for number in numbers:
-                self._copy_part(rows[number], writer)
+                self._copy_part(upload_id, rows[number], writer)
             info = writer.finish(expected_md5)
         except BaseException:
             writer.discard()
+            with self.store.db.read() as conn:  # an abort deleted the parts under us
+                self._check(conn, user, upload_id, node_path, key)
             raise
-        done = self.store.commit_object(user, node_path, key, writer, info)
-        drop_upload(self.store, upload_id)
+        doomed: list[str] = []
+
+        def claim(conn: Any) -> None:  # in the commit's transaction: finish or abort wins
+            dropped = _drop_rows(conn, self.store, upload_id)
+            if dropped is None:
+                raise NodeNotFound(upload_id, f"upload not found [{upload_id}]")
+            doomed.extend(dropped)
+
+        done = self.store.commit_object(user, node_path, key, writer, info, claim)
+        _remove_keys(self.store, doomed)
         return done
 
-    def _copy_part(self, row: Any, writer: Any) -> None:
-        if row[3] is not None:
-            writer.write(bytes(row[3]))
+    def _copy_part(self, upload_id: str, row: Any, writer: Any) -> None:
+        number, md5, size, location = row
+        if location is None:  # inline
+            with self.store.db.read() as conn:
+                held = conn.execute(
+                    "SELECT data FROM upload_parts WHERE upload_id = ? AND number = ?"
+                    " AND md5 = ?",
+                    (upload_id, number, md5),
+                ).fetchone()
+            if held is None:
+                raise InvalidInput(f"part {number} of upload {upload_id} changed; finish again")
+            writer.write(bytes(held[0]))
             return
-        reader = self.store.blobs.open("", row[4])
+        reader = self.store.blobs.open("", location)
         try:
-            for chunk in reader.chunks(0, row[2]):
+            for chunk in reader.chunks(0, size):
                 writer.write(chunk)
         finally:
             reader.close()
@@ -161,7 +179,8 @@ class SharedMultipart:
     def abort(self, user: str, upload_id: str, node_path: str, key: str) -> None:
         with self.store.db.read() as conn:
             self._check(conn, user, upload_id, node_path, key)
-        drop_upload(self.store, upload_id)
+        if not drop_upload(self.store, upload_id):  # a finish took it first
+            raise NodeNotFound(upload_id, f"upload not found [{upload_id}]")
 
     def _delete(self, location: str) -> None:
         self.store.blobs.remove(None, location)
@@ -171,23 +190,37 @@ class SharedMultipart:
 def drop_upload(store: Store, upload_id: str) -> bool:
     """Forget an upload and delete its part keys (doomed first); False if gone."""
     with store.db.write() as conn:
-        held = conn.execute(
-            "SELECT id FROM uploads WHERE id = ?" + store.db.lock_update, (upload_id,)
-        ).fetchone()
-        if held is None:
-            return False
-        # the parts before the upload: its delete would cascade them away unseen
-        rows = conn.execute(
-            "DELETE FROM upload_parts WHERE upload_id = ? RETURNING location", (upload_id,)
-        ).fetchall()
-        conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
-        locations = [r[0] for r in rows if r[0] is not None]
-        for location in locations:
-            blobrows.doom(conn, location)
+        locations = _drop_rows(conn, store, upload_id)
+    if locations is None:
+        return False
+    _remove_keys(store, locations)
+    return True
+
+
+def _drop_rows(conn: Any, store: Store, upload_id: str) -> list[str] | None:
+    """The upload's rows deleted (its part keys doomed) in the caller's transaction,
+    the upload row locked first: of a finish and an abort, exactly one finds it.
+    The part keys to delete after the commit; None if the upload was gone."""
+    held = conn.execute(
+        "SELECT id FROM uploads WHERE id = ?" + store.db.lock_update, (upload_id,)
+    ).fetchone()
+    if held is None:
+        return None
+    # the parts before the upload: its delete would cascade them away unseen
+    rows = conn.execute(
+        "DELETE FROM upload_parts WHERE upload_id = ? RETURNING location", (upload_id,)
+    ).fetchall()
+    conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+    locations = [r[0] for r in rows if r[0] is not None]
+    for location in locations:
+        blobrows.doom(conn, location)
+    return locations
+
+
+def _remove_keys(store: Store, locations: list[str]) -> None:
     for location in locations:
         store.blobs.remove(None, location)
         blobrows.forget(store.db, location)
-    return True
 
 
 def idle_uploads(store: Store, cutoff: str) -> list[str]:

@@ -415,10 +415,18 @@ class Store:
             self._artifact(conn, user, node_path)
 
     def commit_object(
-        self, user: str, node_path: str, key: str, writer: BlobWriter, info: BlobInfo
+        self,
+        user: str,
+        node_path: str,
+        key: str,
+        writer: BlobWriter,
+        info: BlobInfo,
+        claim: Callable[[Conn], None] | None = None,
     ) -> ObjectInfo:
-        """Publish a finished blob as ``key``: visible only from the commit on."""
-        return self._commit_many(user, node_path, [(key, writer, info)])[0]
+        """Publish a finished blob as ``key``: visible only from the commit on.
+        ``claim`` runs first in the same transaction (a multipart finish takes its
+        upload there); what it raises publishes nothing."""
+        return self._commit_many(user, node_path, [(key, writer, info)], claim)[0]
 
     def put_batch(
         self, user: str, node_path: str, items: Sequence[tuple[str, Iterable[bytes], str | None]]
@@ -446,7 +454,11 @@ class Store:
         return self._commit_many(user, node_path, written)
 
     def _commit_many(
-        self, user: str, node_path: str, written: list[tuple[str, BlobWriter, BlobInfo]]
+        self,
+        user: str,
+        node_path: str,
+        written: list[tuple[str, BlobWriter, BlobInfo]],
+        claim: Callable[[Conn], None] | None = None,
     ) -> list[ObjectInfo]:
         if any(writer.sink is not None for _, writer, _ in written):
             failpoints.hit("store.blob-written")  # bytes stored, nothing committed yet
@@ -454,6 +466,8 @@ class Store:
         later: list[Callable[[], None]] = []
         try:
             with self.db.write() as conn:
+                if claim is not None:
+                    claim(conn)
                 # FOR UPDATE, not SHARE: the revision update below would otherwise be a
                 # lock upgrade, which deadlocks two commits into one node
                 node_id = self._artifact(conn, user, node_path, self.db.lock_update)

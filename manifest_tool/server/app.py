@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from ..remotes.store import Store
 from . import batch, graphs, health, multipart, nodes, objects, ui
 from .accesslog import AccessLog
-from .context import Context, user_of
+from .context import Context, refuse_nul_in_url, user_of
 from .errors import error_response
 from .limits import Limits
 from .metrics import ROUTE_KEY, Metrics, metrics
@@ -50,6 +50,7 @@ def endpoint(func: Endpoint) -> Endpoint:
     @wraps(func)
     async def wrapper(request: Request) -> Response:
         try:
+            refuse_nul_in_url(request)
             return await func(request)
         except Exception as err:
             return error_response(err)

@@ -212,7 +212,7 @@ def _entry(item: object, ctx: Context) -> Entry:
         raise InvalidInput("an object path holds a lone surrogate (\\ud800-\\udfff)") from None
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise InvalidInput(f"object {key!r}: 'size' must be a non-negative integer")
-    if not isinstance(md5, str) or not MD5_RE.match(md5):
+    if not isinstance(md5, str) or not MD5_RE.fullmatch(md5):
         raise InvalidInput(f"object {key!r}: 'md5' must be 32 hex digits")
     most = ctx.limits.max_body
     if most is not None and size > most:

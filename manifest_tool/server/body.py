@@ -64,4 +64,24 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise InvalidInput("request body holds a lone surrogate (\\ud800-\\udfff)") from None
     except RecursionError:
         raise InvalidInput("request body is JSON nested too deeply") from None
+    for name, value in data.items():  # PostgreSQL's text cannot hold NUL: refused alike
+        if _holds_nul(name) or _holds_nul(value):
+            raise InvalidInput(f"field {name!r} must not contain a NUL character")
     return data
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a parsed JSON value holds NUL in any string (keys too), without recursion:
+    a deep document was refused above, a wide one costs one pass."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

@@ -19,7 +19,8 @@ from .context import run
 from .errors import RangeNotSatisfiable
 
 CHUNK = 1024 * 1024
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# fullmatch, not "$" (which accepts a trailing newline); ASCII digits, not \d
+RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 BEYOND = 1 << 63  # any position of more than 18 digits lies past every object
 
 
@@ -35,7 +36,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     Several ranges, or a header we cannot read, are ignored as RFC 9110 allows: the
     client then gets the whole object with a 200.
     """
-    match = RANGE_RE.match(header.strip()) if header else None
+    match = RANGE_RE.fullmatch(header.strip()) if header else None
     if match is None:
         return None
     first, last = match.groups()
@@ -73,8 +74,15 @@ async def object_response(
     }
     if span:
         headers["Content-Range"] = f"bytes {first}-{last}/{info.size_bytes}"
+    chunks = reader.chunks(first, last - first + 1)
+    try:  # the first chunk before the status line: a reader that opens lazily (an S3
+        # key) fails here, as a clean error answer, not as a cut-off 200
+        head = await run(next, chunks, None)
+    except BaseException:
+        await run(reader.close)
+        raise
     return StreamingResponse(
-        _read(reader, first, last - first + 1), 206 if span else 200, headers, info.content_type
+        _read(reader, head, chunks), 206 if span else 200, headers, info.content_type
     )
 
 
@@ -82,13 +90,13 @@ def _filename(key: str) -> str:
     return quote(key.rsplit("/", 1)[-1], safe="")
 
 
-async def _read(reader: BlobReader, offset: int, length: int) -> AsyncIterator[bytes]:
-    chunks: Iterator[bytes] = reader.chunks(offset, length)
+async def _read(
+    reader: BlobReader, head: bytes | None, chunks: Iterator[bytes]
+) -> AsyncIterator[bytes]:
     try:
-        while True:
-            chunk = await run(next, chunks, None)
-            if chunk is None:
-                break
+        chunk = head
+        while chunk is not None:
             yield chunk
+            chunk = await run(next, chunks, None)
     finally:
         await run(reader.close)

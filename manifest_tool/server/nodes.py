@@ -94,12 +94,15 @@ async def delete_node(request: Request) -> Response:
     return JSONResponse({})
 
 
+MAX_REVISION = 2**63 - 1  # revisions are 64-bit columns: a larger number cannot match
+
+
 def _revision(value: Any) -> int | None:
     """The compare-and-set condition of an update (an extension), if any."""
     if value is None:
         return None
-    if type(value) is not int or value < 0:
-        raise InvalidInput("field 'ifObjectsRevision' must be a non-negative integer")
+    if type(value) is not int or not 0 <= value <= MAX_REVISION:
+        raise InvalidInput("field 'ifObjectsRevision' must be an integer from 0 to 2^63-1")
     return value
 
 

@@ -27,7 +27,7 @@ from .context import (
 from .download import object_response
 from .formdata import receive_content
 
-MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+MD5_RE = re.compile(r"[0-9a-fA-F]{32}")  # use fullmatch: "$" would accept a trailing newline
 
 
 def resolve_object(store: Store, user: str, path: str) -> tuple[str, str]:
@@ -54,7 +54,7 @@ def expected_md5(request: Request) -> str | None:
     value = request.query_params.get("md5")
     if value is None:
         return None
-    if not MD5_RE.match(value):
+    if not MD5_RE.fullmatch(value):
         raise InvalidInput("query parameter 'md5' must be 32 hex digits")
     return value.lower()
 
