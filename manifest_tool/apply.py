@@ -148,16 +148,19 @@ class Applier:
         if current is not None:
             return current
         make_folders(self.remote, ap.make_folders)
-        parent, _, name = ap.path.rpartition("/")
-        extra = json.dumps({"alternativeName": d.alternative_name})
+        return self._create(ap, ap.path, json.dumps({"alternativeName": d.alternative_name}))
+
+    def _create(self, ap: ArtifactPlan, path: str, extra: str) -> Node:
+        """The Artifact node the plan creates at ``path``; someone else's there is stale."""
+        parent, _, name = path.rpartition("/")
         try:
             self.remote.create_node(parent, name, ARTIFACT, extra=extra)
         except (NameConflict, NodeNotFound):
             raise StalePlan(
-                f"artifact '{ap.name}': {ap.path} changed since the plan; run 'manifest-tool"
+                f"artifact '{ap.name}': {path} changed since the plan; run 'manifest-tool"
                 " plan' again"
             ) from None
-        return self._info(ap.path)
+        return self._info(path)
 
     def _update(self, ap: ArtifactPlan, path: str, **fields: Any) -> Node:
         try:
@@ -273,17 +276,9 @@ class Applier:
             ) from None
 
     def _new_stage(self, ap: ArtifactPlan, d: Desired) -> Node:
-        parent, _, name = ap.stage.rpartition("/")
         extra = version_extra({}, d.alternative_name, d.spec.name, ap.version,
                               d.created_timestamp)  # fmt: skip
-        try:
-            self.remote.create_node(parent, name, ARTIFACT, extra=extra)
-        except (NameConflict, NodeNotFound):
-            raise StalePlan(
-                f"artifact '{ap.name}': {ap.stage} changed since the plan; run 'manifest-tool"
-                " plan' again"
-            ) from None
-        return self._info(ap.stage)
+        return self._create(ap, ap.stage, extra)
 
     def _retain(self, ap: ArtifactPlan) -> tuple[str, ...]:
         """Aliases onto the newest version first, then off the others; then retention,

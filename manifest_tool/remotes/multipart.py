@@ -33,6 +33,13 @@ from .base import ObjectInfo
 from .blobs import BlobWriter, FileSink
 from .store import Store, now
 
+MAX_PARTS = 10000  # S3's limit, which clients size their parts by
+
+
+def check_part_number(number: int) -> None:
+    if not 1 <= number <= MAX_PARTS:
+        raise InvalidInput(f"partNumber must be between 1 and {MAX_PARTS}")
+
 PART_READ = 1024 * 1024
 IDLE_S = 24 * 3600
 RESTARTED = "upload was interrupted by a server restart; abort and upload again"
@@ -147,8 +154,7 @@ class Multipart:
         chunks: Iterable[bytes],
         max_size: int | None = None,
     ) -> str:
-        if not 1 <= number <= 10000:
-            raise InvalidInput("partNumber must be between 1 and 10000")
+        check_part_number(number)
         self._dir(user, upload_id, node_path, key)
         limited = _limited(chunks, max_size)
         with self._lock:

@@ -23,10 +23,8 @@ from typing import Any
 from ..errors import InvalidInput, NodeNotFound
 from . import blobrows
 from .base import ObjectInfo
-from .multipart import _limited
+from .multipart import _limited, check_part_number
 from .store import Store, now
-
-MAX_PART = 10000
 
 
 class SharedMultipart:
@@ -63,8 +61,7 @@ class SharedMultipart:
         chunks: Iterable[bytes],
         max_size: int | None = None,
     ) -> str:
-        if not 1 <= number <= MAX_PART:
-            raise InvalidInput("partNumber must be between 1 and 10000")
+        check_part_number(number)
         db = self.store.db
         with db.read() as conn:
             self._check(conn, user, upload_id, node_path, key)

@@ -9,11 +9,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import InvalidInput
+from ..remotes.multipart import MAX_PARTS
 from .context import context, int_query, read_json, run
 from .formdata import receive_content
 from .objects import expected_md5, target
-
-MAX_PARTS = 10000
 
 
 async def start(request: Request) -> Response:
