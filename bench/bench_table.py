@@ -6,7 +6,7 @@
 Measures this checkout's code (its directory goes first on PYTHONPATH) against
 `git status`, `curl -F` and DVC add+push on the same data, on 127.0.0.1 only. DVC is
 never a dependency: give one installed in its own virtualenv with --dvc or BENCH_DVC
-(`python3 -m venv /work/bench-venv && /work/bench-venv/bin/pip install dvc`); without
+(`python3 -m venv ~/dvc-venv && ~/dvc-venv/bin/pip install dvc`); without
 it the DVC rows say they were skipped. Trees are built once under --work and kept;
 --quick uses small sizes for a smoke run of a few minutes. Progress goes to stderr,
 the markdown table to stdout (and to --out).
