@@ -290,6 +290,15 @@ def test_versions_in_defaults_and_storage_is_shared(project: Project, cli: Cli) 
     assert one >= 100 * size and total - one < 9 * (size + 4096), (one, total)
 
 
+def second_checkout(project: Project) -> Project:
+    """Another clone of the same repository: the manifest and lock, no ``.em``."""
+    import shutil
+
+    clone = project.root.parent / "other"
+    shutil.copytree(project.root, clone, ignore=shutil.ignore_patterns(".em"))
+    return Project(clone)
+
+
 def blob_bytes(store: Path) -> int:
     """The bytes the store keeps: blob files plus blobs held inline in the database."""
     files = sum(p.stat().st_size for p in (store / "blobs").rglob("*") if p.is_file())
@@ -402,13 +411,9 @@ def test_a_saved_plan_carries_its_keep(project: Project, cli: Cli, remote: Remot
 def test_two_checkouts_number_their_versions_on_top_of_each_other(
     project: Project, cli: Cli, remote: Remote
 ) -> None:
-    import shutil
-
     setup(project)
     publish(cli, remote, project, "1")
-    clone = project.root.parent / "other"
-    shutil.copytree(project.root, clone, ignore=shutil.ignore_patterns(".em"))
-    other = Project(clone)
+    other = second_checkout(project)
     other.write("data/changing.txt", "from the other checkout")
     run(Cli(other.root), remote, "apply", "--quiet")  # v2, unknown to this lock
     project.write("data/changing.txt", "3")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli, Project, Remote
-from test_versions import honest, listed, publish, pulled, run, setup
+from test_versions import honest, listed, publish, pulled, run, second_checkout, setup
 
 from manifest_tool.errors import ConflictError
 from manifest_tool.versions import move_alias, version_nodes
@@ -95,17 +95,13 @@ def test_prune_of_a_removed_versioned_artifact_keeps_aliased_versions_and_their_
 def test_an_apply_that_loses_a_race_leaves_no_second_version_of_a_number(
     project: Project, cli: Cli, remote: Remote, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shutil
-
     from manifest_tool.apply import Applier
     from manifest_tool.errors import StalePlan
     from manifest_tool.workspace import make_plan, open_workspace
 
     setup(project)
     publish(cli, remote, project, "1")
-    clone = project.root.parent / "other"
-    shutil.copytree(project.root, clone, ignore=shutil.ignore_patterns(".em"))
-    other = Project(clone)
+    other = second_checkout(project)
     other.write("data/changing.txt", "the winner")
     project.write("data/changing.txt", "the loser")
     for key, value in remote.env.items():
