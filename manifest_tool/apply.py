@@ -32,12 +32,22 @@ from .errors import (
     RevisionMismatch,
     StalePlan,
 )
+from .listing import Sealed, SealedListings
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
 from .plan import UPLOADING, ArtifactPlan, Desired, HashedFile, Plan
-from .planner import seen_of
+from .planner import declared_columns, reference_pairs, seen_of
 from .planversions import seen_version
-from .publish import history_entry, make_folders, open_node, seal, upload_all
+from .publish import (
+    WriteMark,
+    fresh_mark,
+    history_entry,
+    make_folders,
+    open_node,
+    seal,
+    upload_all,
+    write_mark,
+)
 from .remotes.base import ARTIFACT, Node, Remote, Upload
 from .transfer import put_metadata, remote_metadata
 from .versions import (
@@ -90,7 +100,9 @@ class Applier:
     on_bytes: Callable[[Upload, int], None] | None = None  # during each upload
     history: History = local_history
     local_copies: bool = True  # keep metadata.yaml/references.yaml in .em/artifacts/<alt>/
+    sealed: SealedListings | None = None  # where the rows behind each seal are kept
     results: list[Applied] = field(default_factory=list)
+    made: set[str] = field(default_factory=set)  # ids of the nodes this apply created
 
     def apply(self, plan: Plan) -> list[Applied]:
         if plan.errors:
@@ -135,20 +147,23 @@ class Applier:
         return node
 
     # -- the node ---------------------------------------------------------------------
-    def _node(self, ap: ArtifactPlan, d: Desired) -> Node:
-        """The node the plan writes: made, replaced, renamed or as it is."""
+    def _node(self, ap: ArtifactPlan, d: Desired) -> tuple[Node, WriteMark | None]:
+        """The node the plan writes (made, replaced, renamed or as it is), and where its
+        objects stood when the plan's diff was made (see ``publish.seal``)."""
         current = self._current(ap, ap.rename_from or ap.path)
         self._claim_identity(d)  # once the plan is known to hold, before the remote sees it
         if ap.rename_from:
             assert current is not None
-            return self._update(ap, current.path, name=d.spec.name)
+            renamed = self._update(ap, current.path, name=d.spec.name)
+            return renamed, write_mark(self.remote, renamed, current.revision)
         if ap.action == "replace" and current is not None:
             self.remote.delete_node(current.path)
             current = None
-        if current is not None:
-            return current
+        if current is not None:  # as the plan saw it: its diff was made at this revision
+            return current, write_mark(self.remote, current)
         make_folders(self.remote, ap.make_folders)
-        return self._create(ap, ap.path, json.dumps({"alternativeName": d.alternative_name}))
+        node = self._create(ap, ap.path, json.dumps({"alternativeName": d.alternative_name}))
+        return node, fresh_mark(self.remote, node)
 
     def _create(self, ap: ArtifactPlan, path: str, extra: str) -> Node:
         """The Artifact node the plan creates at ``path``; someone else's there is stale."""
@@ -160,7 +175,9 @@ class Applier:
                 f"artifact '{ap.name}': {path} changed since the plan; run 'manifest-tool"
                 " plan' again"
             ) from None
-        return self._info(path)
+        node = self._info(path)
+        self.made.add(node.id)
+        return node
 
     def _update(self, ap: ArtifactPlan, path: str, **fields: Any) -> Node:
         try:
@@ -187,12 +204,15 @@ class Applier:
             self._save_lock()
 
     def _publish(self, ap: ArtifactPlan, d: Desired) -> Applied:
-        return self._fill(ap, d, self._node(ap, d))
+        return self._fill(ap, d, *self._node(ap, d))
 
-    def _fill(self, ap: ArtifactPlan, d: Desired, node: Node, shown: str = "") -> Applied:
-        """Write the plan's objects into ``node`` and seal it (``shown``: the path the
-        history records, when the node moves there afterwards)."""
-        open_node(self.remote, node, d.alternative_name)
+    def _fill(
+        self, ap: ArtifactPlan, d: Desired, node: Node, mark: WriteMark | None, shown: str = ""
+    ) -> Applied:
+        """Write the plan's objects into ``node`` and seal it (``mark``: where its
+        objects stood for the plan's diff; ``shown``: the path the history records,
+        when the node moves there afterwards)."""
+        open_node(self.remote, node, d.alternative_name, uploading=bool(ap.upload))
         uploads = _uploads(d, ap.upload, self.on_bytes)
         if self.on_start:
             self.on_start(ap, uploads)
@@ -219,10 +239,19 @@ class Applier:
         spec = d.spec
         refs = d.reference_map()
         seal(self.remote, node.path, d.alternative_name, d.digest, spec.labels,
-             spec.description, refs)  # fmt: skip
+             spec.description, refs, mark)  # fmt: skip
+        self._remember(d, str(node.extra_dict.get("contentDigest") or ""))
         return Applied(
             ap.name, ap.action, node.path, uploads.count, uploads.size, len(ap.delete), record
         )
+
+    def _remember(self, d: Desired, replaced: str) -> None:
+        """Keep the rows just sealed, so that the next plan of a change diffs against
+        them instead of listing the node (see listing.py)."""
+        if self.sealed is not None:
+            keys, sizes, md5s = declared_columns(d)
+            rows = Sealed(d.digest, keys, sizes, md5s, reference_pairs(d.references))
+            self.sealed.put(rows, previous=replaced)
 
     # -- versions: build and seal beside F/N, then move in (see planversions.py) --------
     def _version(self, ap: ArtifactPlan, d: Desired) -> Applied:
@@ -235,6 +264,7 @@ class Applier:
         if ap.action == "create":
             self._claim_identity(d)  # as for any first publication
         make_folders(self.remote, ap.make_folders)
+        made = stage is None
         stage = stage or self._new_stage(ap, d)
         content = Stats(d.digest, sum(h.file.size for h in d.files), len(d.files))
         mark_version(self.remote, stage, d.spec.name, ap.version, content)
@@ -242,7 +272,10 @@ class Applier:
         if done:  # sealed already: an interrupted apply got this far
             result = Applied(ap.name, ap.action, ap.path)
         else:
-            result = self._fill(ap, d, self._info(ap.stage), shown=ap.path)
+            stage = self._info(ap.stage)
+            # a stage this apply made is empty; a resumed one is listed at the seal
+            mark = fresh_mark(self.remote, stage) if made else None
+            result = self._fill(ap, d, stage, mark, shown=ap.path)
         # the upload took a while: F/N must still hold the version the plan replaces
         if seen_of(self.remote.node_info(ap.path)) != seen_of(current):
             raise StalePlan(
@@ -317,7 +350,7 @@ class Applier:
 
     def _history(self, d: Desired, node: Node) -> list[dict[str, Any]]:
         """The history to append to: an adopted node's own, else the local copy's."""
-        if d.adopt:
+        if d.adopt and node.id not in self.made:  # a node made here has no history yet
             held = remote_metadata(self.remote, node).get("remote")
             if isinstance(held, list) and held:
                 return held

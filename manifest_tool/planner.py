@@ -11,11 +11,9 @@ object listing only where content differs) and the rules live in one place.
 from __future__ import annotations
 
 import threading
-from array import array
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from itertools import pairwise, repeat
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,13 +21,15 @@ from .cache import HashCache, Md5s, Staged
 from .files import FileList, as_file_list
 from .hashing import CHUNK, md5_file, sorted_rows_digest
 from .identity import valid_alternative_name
+from .listing import Listing, SealedListings
+from .listing import ascending as _ascending
 from .lockfile import LockEntry
 from .model import ArtifactSpec, Expansion, Reference
 from .paths import RESERVED_ROOT_NAMES
 from .plan import ArtifactPlan, Desired
 from .progress import announce_hashing
 from .publish import check_conflict, sibling_refusal
-from .remotes.base import ARTIFACT, FOLDER, Node, ObjectInfo, Remote, absolute_folder, each_object
+from .remotes.base import ARTIFACT, FOLDER, Node, Remote, absolute_folder, each_object
 
 Identity = tuple[str, str]  # alternativeName, createdTimestamp
 # (kind, path): kind is "node", "listing", "created", "children" (a folder's nodes) or
@@ -434,45 +434,10 @@ def _conflict(desired: Desired, reads: Reads, node: Node, other: str) -> Artifac
     return _update(desired, reads, alt_node, "new")
 
 
-@dataclass(frozen=True)
-class Listing:
-    """A node's objects as columns sorted by path: 300,000 ObjectInfos held at once
-    cost several times as much."""
-
-    paths: list[str]
-    sizes: array[int]
-    checksums: list[str]
-
-    @classmethod
-    def of(cls, objects: Iterable[ObjectInfo] | Listing) -> Listing:
-        if isinstance(objects, Listing):
-            return objects
-        paths, sizes, sums = [], array("q"), []
-        for o in objects:
-            paths.append(o.path)
-            sizes.append(o.size_bytes)
-            sums.append(o.checksum)
-        if _ascending(paths):
-            return cls(paths, sizes, sums)
-        order = sorted(range(len(paths)), key=paths.__getitem__)
-        return cls(
-            [paths[i] for i in order], array("q", [sizes[i] for i in order]),
-            [sums[i] for i in order],
-        )  # fmt: skip
-
-    def holds(self, path: str) -> bool:
-        at = bisect_left(self.paths, path)
-        return at < len(self.paths) and self.paths[at] == path
-
-
-def _ascending(keys: Sequence[str]) -> bool:
-    return all(a < b for a, b in pairwise(keys))
-
-
 def object_changes(desired: Desired, present: Listing) -> tuple[list[str], list[str], list[str]]:
     """Keys to upload (missing or different), to delete (no longer declared), and the
     uploads that replace an object: one merge of two sorted key lists."""
-    keys, sizes, md5s = _declared_columns(desired)
+    keys, sizes, md5s = declared_columns(desired)
     paths, have_sizes, sums = present.paths, present.sizes, present.checksums
     upload: list[str] = []
     delete: list[str] = []
@@ -495,7 +460,7 @@ def object_changes(desired: Desired, present: Listing) -> tuple[list[str], list[
     return upload, delete, modified
 
 
-def _declared_columns(desired: Desired) -> tuple[Sequence[str], Sequence[int], Sequence[str]]:
+def declared_columns(desired: Desired) -> tuple[Sequence[str], Sequence[int], Sequence[str]]:
     """The declared keys, sizes and MD5s, sorted by key."""
     declared, md5s = desired.declared, desired.md5s()
     if isinstance(declared, FileList) and _ascending(declared.keys):
@@ -510,12 +475,24 @@ def _declared_columns(desired: Desired) -> tuple[Sequence[str], Sequence[int], S
 Mint = Callable[[str], Identity]
 
 
-def read(remote: Remote, what: Read, mint: Mint | None = None) -> Any:
+def read(
+    remote: Remote,
+    what: Read,
+    mint: Mint | None = None,
+    reads: Reads | None = None,
+    sealed: SealedListings | None = None,
+) -> Any:
+    """One read ``decide`` asked for (``reads``: those made already; ``sealed``: the
+    listings behind digests this checkout sealed, read instead of the remote's when
+    the node read claims one of them)."""
     kind, path = what
     if kind == "node":
         return remote.node_info(path)
     if kind == "listing":
-        return Listing.of(each_object(remote, path))  # a page at a time into columns
+        node = (reads or {}).get(("node", path))
+        digest = node.extra_dict.get("contentDigest") if isinstance(node, Node) else None
+        known = sealed.get(digest) if sealed is not None and isinstance(digest, str) else None
+        return known or Listing.of(each_object(remote, path))  # a page at a time
     if kind == "children":
         return tuple(remote.list_nodes(path))
     if kind == "identity":
@@ -542,16 +519,17 @@ def resolve(
     decider: Callable[[Reads], ArtifactPlan | Need],
     known: Reads | None = None,
     mint: Mint | None = None,
+    sealed: SealedListings | None = None,
 ) -> ArtifactPlan:
     """Run a decider, reading from the remote exactly what its decision turns on
     (``known``: reads made already, for many artifacts at once; ``mint``: makes and
-    remembers a new version's identity)."""
+    remembers a new version's identity; ``sealed``: see ``read``)."""
     reads: dict[Read, Any] = dict(known or {})
     while True:
         out = decider(reads)
         if isinstance(out, ArtifactPlan):
             return out
-        reads[out.read] = read(remote, out.read, mint)
+        reads[out.read] = read(remote, out.read, mint, reads, sealed)
 
 
 def plan_one(
@@ -560,18 +538,23 @@ def plan_one(
     user: str,
     known: Reads | None = None,
     mint: Mint | None = None,
+    sealed: SealedListings | None = None,
 ) -> ArtifactPlan:
-    return resolve(remote, lambda reads: decide(desired, reads, user), known, mint)
+    return resolve(remote, lambda reads: decide(desired, reads, user), known, mint, sealed)
 
 
 def plan_artifacts(
-    remote: Remote, desired: Mapping[str, Desired], user: str, mint: Mint | None = None
+    remote: Remote,
+    desired: Mapping[str, Desired],
+    user: str,
+    mint: Mint | None = None,
+    sealed: SealedListings | None = None,
 ) -> tuple[ArtifactPlan, ...]:
     """Every artifact's plan; the node each one decides on first (F/N) is read for all
     of them in one batch, so a no-op plan of many artifacts costs one request."""
     paths = [f"{d.folder}/{d.spec.name}" for d in desired.values()]
     known = dict(zip((("node", p) for p in paths), remote.node_infos(paths), strict=True))
-    return tuple(plan_one(remote, d, user, known, mint) for d in desired.values())
+    return tuple(plan_one(remote, d, user, known, mint, sealed) for d in desired.values())
 
 
 # -- orphans: in the lock, not in the manifest ------------------------------------------

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from .errors import ConflictError, InvalidInput, NameConflict, RevisionMismatch
 from .hashing import listed_rows_digest, rows_digest
 from .model import CONFLICT_STRATEGIES
 from .paths import RESERVED_ROOT_NAMES
-from .remotes.base import ARTIFACT, FOLDER, Node, Remote, Upload, each_object
+from .remotes.base import ARTIFACT, FOLDER, Node, Remote, Upload, content_writes, each_object
 
 Progress = Callable[[Upload], None]
 
@@ -61,10 +62,59 @@ def sibling_refusal(name: str, alternative_name: str, sibling: Node) -> str | No
     )
 
 
-def open_node(remote: Remote, node: Node, alternative_name: str) -> None:
-    """Mark ``node`` as being changed: from here until ``seal``, it claims no digest."""
+@dataclass(frozen=True)
+class WriteMark:
+    """Where a node stood before this apply wrote into it: its objects revision (read
+    when the plan's view of its objects was confirmed) and this client's count of
+    content writes to it at that moment (``remotes.base.ContentWrites``)."""
+
+    revision: int
+    writes: int
+
+    def untouched_since(self, remote: Remote, node: Node) -> bool:
+        """Whether only this client changed the node's objects since the mark: each of
+        its writes moved the revision by one, and nothing else moved it."""
+        now = content_writes(remote, node.path)
+        return now is not None and node.revision == self.revision + now - self.writes
+
+
+def write_mark(remote: Remote, node: Node, revision: int | None = None) -> WriteMark | None:
+    """A mark for ``node`` (``revision``: the one the plan saw, if the node has been
+    renamed since); None when the server keeps no objects revision."""
+    revision = node.revision if revision is None else revision
+    writes = content_writes(remote, node.path)
+    if revision is None or writes is None:
+        return None
+    return WriteMark(revision, writes)
+
+
+def fresh_mark(remote: Remote, node: Node) -> WriteMark | None:
+    """A mark for a node this apply has just made. Anyone may write into it from its
+    creation on, so its objects are known only once a listing made after reading its
+    revision shows none: a write before the listing shows in it, one after moves the
+    revision past the mark."""
+    mark = write_mark(remote, node)
+    if mark is None:
+        return None
+    if any(o.path not in RESERVED_ROOT_NAMES for o in each_object(remote, node.path)):
+        return None
+    return mark
+
+
+def open_node(
+    remote: Remote, node: Node, alternative_name: str, uploading: bool = False
+) -> None:
+    """Mark ``node`` as being changed: from here until ``seal``, it claims no digest.
+
+    A server with objects revisions drops the digest itself, in the same commit as the
+    first object that changes (docs/protocol.md), so when objects are about to be
+    uploaded there is nothing to clear by hand.
+    """
     extra = node.extra_dict
-    if "contentDigest" in extra or extra.get("alternativeName") != alternative_name:
+    ours = extra.get("alternativeName") == alternative_name
+    if ours and uploading and node.revision is not None:
+        return
+    if "contentDigest" in extra or not ours:
         extra.pop("contentDigest", None)
         extra["alternativeName"] = alternative_name
         remote.update_node(node.path, extra=json.dumps(extra))
@@ -78,6 +128,7 @@ def seal(
     labels: Sequence[str],
     description: str,
     references: Mapping[str, str],
+    mark: WriteMark | None = None,
 ) -> Node:
     """Set the node's digest, only while its objects are exactly ``digest``.
 
@@ -86,11 +137,17 @@ def seal(
     believes. The node's objects revision is read before the listing, and the digest
     is set only if no object changed since (a compare-and-set on the server). A
     server without that extension gets a re-check after the write instead.
+
+    ``mark``: the node before this apply's writes, when the plan's diff was made
+    against its objects at that revision. If only this apply's writes moved the
+    revision since, the objects are that diff carried out, exactly ``digest``, and
+    no listing is needed to know it.
     """
     before = remote.node_info(node_path)
     if before is None:
         raise ConflictError(f"{node_path} was deleted while this apply ran; run apply again")
-    _check_objects(remote, node_path, digest, references)
+    if mark is None or not mark.untouched_since(remote, before):
+        _check_objects(remote, node_path, digest, references)
     extra = {**before.extra_dict, "alternativeName": alternative_name, "contentDigest": digest}
     fields: dict[str, Any] = {
         "extra": json.dumps(extra), "labels": list(labels), "description": description,

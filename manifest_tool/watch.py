@@ -213,7 +213,9 @@ class Watcher:
     def _apply(self, plan: Plan) -> list[Applied]:
         ws = self._workspace()
         with exclusive_apply(ws.em_dir):
-            applier = Applier(ws.remote, ws.lock_file, ws.lock(), self.options.workers)
+            applier = Applier(
+                ws.remote, ws.lock_file, ws.lock(), self.options.workers, sealed=ws.sealed
+            )
             return applier.apply(plan)
 
     def _round_event(

@@ -12,6 +12,7 @@ from pathlib import Path
 from .cache import HashCache, load_staged, save_staged
 from .config import resolve_remote_url
 from .identity import new_identity, valid_alternative_name
+from .listing import SealedListings
 from .localdir import write_atomic
 from .lockfile import LockEntry, lock_path, read_lock
 from .manifest import load_manifest
@@ -48,6 +49,11 @@ class Workspace:
     @property
     def artifacts_dir(self) -> Path:
         return self.em_dir / "artifacts"
+
+    @property
+    def sealed(self) -> SealedListings:
+        """The rows behind the digests this checkout sealed (see listing.py)."""
+        return SealedListings(self.cache_dir / "sealed")
 
     def lock(self) -> dict[str, LockEntry]:
         return read_lock(self.lock_file)
@@ -120,7 +126,7 @@ def make_plan(
     hashes.save()
     plans = [
         replace(ap, lock_change=lock_change(ap, lock))
-        for ap in plan_artifacts(ws.remote, desired, ws.user, minted.mint)
+        for ap in plan_artifacts(ws.remote, desired, ws.user, minted.mint, ws.sealed)
     ]
     minted.save()
     plans = refuse_nested(plans)

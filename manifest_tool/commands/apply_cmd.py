@@ -53,7 +53,7 @@ def apply_command(
         with progress_bars(not opts.quiet and not opts.json, opts.no_color) as bars:
             applier = Applier(
                 ws.remote, ws.lock_file, ws.lock(), workers, bars.on_upload, bars.on_start,
-                on_bytes=bars.on_bytes,
+                on_bytes=bars.on_bytes, sealed=ws.sealed,
             )
             results = applier.apply(plan)
     elapsed = time.monotonic() - started

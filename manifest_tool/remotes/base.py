@@ -9,10 +9,14 @@ PermissionDenied, AuthError, ChecksumMismatch, RemoteError.
 from __future__ import annotations
 
 import json
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
+
+from ..paths import RESERVED_ROOT_NAMES
 
 FOLDER = "Folder"
 ARTIFACT = "Artifact"
@@ -198,6 +202,40 @@ class Remote(Protocol):
     def get_object(self, node_path: str, key: str, dest: Path) -> None: ...
     def delete_objects(self, node_path: str, keys: Iterable[str]) -> None: ...
     def close(self) -> None: ...
+
+
+class ContentWrites:
+    """How many requests of this client changed each node's objects.
+
+    docs/protocol.md: every request that changes a node's objects (a put, a batch, a
+    multipart finish, a delete naming any key besides metadata.yaml and
+    references.yaml) moves the node's objects revision by exactly one. So a node read
+    at revision R that shows R + n after this client's n writes was written by no one
+    else in between: its objects are what it held at R plus these writes, and a seal
+    needs no listing to know them (``publish.seal``). A count that is off only ever
+    makes the revisions disagree, and the seal lists as before.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # uploads run on several threads
+        self._by_node: Counter[str] = Counter()
+
+    def add(self, node_path: str, keys: Iterable[str]) -> None:
+        """One request that wrote ``keys`` into the node succeeded."""
+        if all(k in RESERVED_ROOT_NAMES for k in keys):
+            return  # the artifact's own metadata files are not content
+        with self._lock:
+            self._by_node[node_path] += 1
+
+    def of(self, node_path: str) -> int:
+        with self._lock:
+            return self._by_node[node_path]
+
+
+def content_writes(remote: Remote, node_path: str) -> int | None:
+    """This client's content-changing requests to the node so far (None: not counted)."""
+    writes: ContentWrites | None = getattr(remote, "writes", None)
+    return None if writes is None else writes.of(node_path)
 
 
 def each_object(remote: Remote, node_path: str) -> Iterable[ObjectInfo]:

@@ -36,7 +36,7 @@ from ..errors import (
     RemoteError,
     RevisionMismatch,
 )
-from .base import STORAGE_TYPES, Lineage, Node, ObjectInfo, Upload
+from .base import STORAGE_TYPES, ContentWrites, Lineage, Node, ObjectInfo, Upload
 from .formbody import FormBody, batch_form, file_size
 
 T = TypeVar("T")
@@ -97,6 +97,7 @@ class HttpRemote:
         self._batch_info = True  # until the server shows it lacks the batch read
         self._batch_put = True  # until the server shows it lacks the batch upload
         self._big_pages = True  # until the server refuses listing pages of BIG_PAGE
+        self.writes = ContentWrites()
         # Names this (server, key) pair without holding the key: lets a caller cache
         # whoami's answer so that a no-op plan costs only its per-artifact reads.
         self.identity = hashlib.sha256(f"{self.url}\0{api_key or ''}".encode()).hexdigest()
@@ -326,6 +327,7 @@ class HttpRemote:
             {"path": target},
             upload.md5,
         )
+        self.writes.add(node_path, [upload.key])
         return ObjectInfo.from_api(data)
 
     def put_objects(self, node_path: str, uploads: Sequence[Upload]) -> list[ObjectInfo]:
@@ -363,7 +365,9 @@ class HttpRemote:
                 *self._put_batch(node_path, uploads[:half]),
                 *self._put_batch(node_path, uploads[half:]),
             ]
-        return self._batch_results(node_path, uploads, data)
+        infos = self._batch_results(node_path, uploads, data)
+        self.writes.add(node_path, [u.key for u in uploads])
+        return infos
 
     def _batch_results(
         self, node_path: str, uploads: Sequence[Upload], data: Any
@@ -420,6 +424,7 @@ class HttpRemote:
         except BaseException:
             self._abort(route, params)
             raise
+        self.writes.add(node_path, [upload.key])
         return ObjectInfo.from_api(data)
 
     def _put_parts(self, route: str, upload: Upload, target: str) -> list[dict[str, Any]]:
@@ -465,6 +470,7 @@ class HttpRemote:
             body = {"node": node_path, "paths": keys[start : start + DELETE_BATCH]}
             what = f"deleting objects of {node_path}"
             self._call("POST", "/apis/v1/objects/delete", what, json=body)
+            self.writes.add(node_path, body["paths"])
 
     def close(self) -> None:
         self.session.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingSource, NodeNotFound, RemoteError, write_error
-from .base import Lineage, Node, ObjectInfo, Upload
+from .base import ContentWrites, Lineage, Node, ObjectInfo, Upload
 from .blobs import FileReader
 from .gc import maybe_collect
 from .store import Store
@@ -34,6 +34,7 @@ class LocalRemote:
                 "(point the file: remote at a directory you can write)"
             ) from None
         self.user = user
+        self.writes = ContentWrites()
         maybe_collect(self.store)  # what killed writers left behind, once a day
 
     def whoami(self) -> str:
@@ -99,13 +100,17 @@ class LocalRemote:
     def put_object(self, node_path: str, upload: Upload) -> ObjectInfo:
         chunks = _chunks(upload)
         with self._writing():
-            return self.store.put_object(self.user, node_path, upload.key, chunks, upload.md5)
+            info = self.store.put_object(self.user, node_path, upload.key, chunks, upload.md5)
+        self.writes.add(node_path, [upload.key])
+        return info
 
     def put_objects(self, node_path: str, uploads: Sequence[Upload]) -> list[ObjectInfo]:
         """Many small objects in one store transaction (see ``Store.put_batch``)."""
         items = [(u.key, _chunks(u), u.md5) for u in uploads]
         with self._writing():
-            return self.store.put_batch(self.user, node_path, items)
+            infos = self.store.put_batch(self.user, node_path, items)
+        self.writes.add(node_path, [u.key for u in uploads])
+        return infos
 
     def get_object(self, node_path: str, key: str, dest: Path) -> None:
         info, blob = self.store.object_blob(self.user, node_path, key)
@@ -127,8 +132,10 @@ class LocalRemote:
             blob.close()
 
     def delete_objects(self, node_path: str, keys: Iterable[str]) -> None:
+        keys = list(keys)
         with self._writing():
             self.store.delete_objects(self.user, node_path, keys)
+        self.writes.add(node_path, keys)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:

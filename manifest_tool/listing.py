@@ -1,0 +1,169 @@
+"""A node's objects as the planner diffs against them: listed from the remote, or
+remembered from this checkout's own seals.
+
+A node's ``contentDigest`` names exactly its object rows (and references): the
+server drops it with any change to the objects, and a client sets it only with a
+compare-and-set after checking them. So once an apply has sealed a digest, the rows
+behind it are kept here under that digest, and a plan that finds a node still
+claiming it diffs against them without listing the node: one changed file in
+100,000 costs no listing of 100,000. An entry is checked against its digest when
+read (a damaged or forged file is only a miss), and an artifact keeps one entry.
+"""
+
+from __future__ import annotations
+
+import marshal
+import re
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from .cache import Md5s
+from .hashing import sorted_rows_digest
+from .localdir import write_atomic
+from .paths import RESERVED_ROOT_NAMES
+from .remotes.base import ObjectInfo
+
+FORMAT = 1
+DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A node's objects as columns sorted by path: 300,000 ObjectInfos held at once
+    cost several times as much."""
+
+    paths: list[str]
+    sizes: array[int]
+    checksums: list[str]
+
+    @classmethod
+    def of(cls, objects: Iterable[ObjectInfo] | Listing) -> Listing:
+        if isinstance(objects, Listing):
+            return objects
+        paths, sizes, sums = [], array("q"), []
+        for o in objects:
+            paths.append(o.path)
+            sizes.append(o.size_bytes)
+            sums.append(o.checksum)
+        if ascending(paths):
+            return cls(paths, sizes, sums)
+        order = sorted(range(len(paths)), key=paths.__getitem__)
+        return cls(
+            [paths[i] for i in order], array("q", [sizes[i] for i in order]),
+            [sums[i] for i in order],
+        )  # fmt: skip
+
+    def holds(self, path: str) -> bool:
+        at = bisect_left(self.paths, path)
+        return at < len(self.paths) and self.paths[at] == path
+
+
+def ascending(keys: Sequence[str]) -> bool:
+    return all(a < b for a, b in pairwise(keys))
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """The rows behind one digest: object keys (sorted), sizes, raw MD5s, references."""
+
+    digest: str
+    keys: Sequence[str]
+    sizes: Sequence[int]
+    md5s: Sequence[str]
+    references: tuple[tuple[str, str], ...]
+
+
+class SealedListings:
+    """``.em/cache/sealed/<digest hex>``: the rows of digests this checkout sealed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, digest: str) -> Path | None:
+        match = DIGEST_RE.fullmatch(digest)
+        return self.root / match.group(1) if match else None
+
+    def get(self, digest: str) -> Listing | None:
+        """The listing of a node that claims ``digest``, if an entry proves it."""
+        path = self._path(digest)
+        if path is None:
+            return None
+        try:
+            data = marshal.loads(path.read_bytes())
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+        listing = _listing(data, digest)
+        if listing is None:
+            with suppress(OSError):
+                path.unlink()  # damaged: a later seal writes it again
+        return listing
+
+    def put(self, sealed: Sealed, previous: str = "") -> None:
+        """Remember ``sealed``; drop the entry of ``previous``, the digest it replaced."""
+        path = self._path(sealed.digest)
+        if path is None:
+            return
+        md5s = sealed.md5s
+        raw = md5s.raw if isinstance(md5s, Md5s) else bytes.fromhex("".join(md5s))
+        data = {
+            "format": FORMAT,
+            "keys": list(sealed.keys),
+            "sizes": array("q", sealed.sizes).tobytes(),
+            "md5s": raw,
+            "references": [list(r) for r in sealed.references],
+        }
+        with suppress(OSError):  # only a cache: the next plan lists instead
+            write_atomic(path, marshal.dumps(data))
+        old = self._path(previous)
+        if old is not None and old != path:
+            with suppress(OSError):
+                old.unlink()
+
+
+def _listing(data: Any, digest: str) -> Listing | None:
+    """The listing ``data`` stands for, if its rows hash to ``digest``."""
+    try:
+        if data.get("format") != FORMAT:
+            return None
+        keys, raw, refs = data["keys"], data["md5s"], data["references"]
+        sizes = array("q")
+        sizes.frombytes(data["sizes"])
+        references = [(str(k), str(u)) for k, u in refs]
+        if not (isinstance(keys, list) and isinstance(raw, bytes)):
+            return None
+        if not all(type(k) is str for k in keys):
+            return None
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    if not (len(keys) == len(sizes) == len(raw) // 16) or len(raw) % 16:
+        return None
+    hexes = raw.hex()
+    sums = [hexes[i : i + 32] for i in range(0, len(hexes), 32)]
+    if not ascending(keys):
+        return None
+    if sorted_rows_digest(zip(keys, sizes, sums, strict=True), sorted(references)) != digest:
+        return None
+    # what the node holds besides its content: apply wrote them with the digest
+    extra = sorted(n for n in RESERVED_ROOT_NAMES if n == "metadata.yaml" or references)
+    return _with_reserved(keys, sizes, sums, extra)
+
+
+def _with_reserved(
+    keys: list[str], sizes: array[int], sums: list[str], names: list[str]
+) -> Listing:
+    """The listing with the artifact's own files (metadata.yaml, references.yaml) in
+    their places: a real listing holds them too."""
+    for name in names:
+        at = bisect_left(keys, name)
+        if at < len(keys) and keys[at] == name:
+            continue
+        keys.insert(at, name)
+        sizes.insert(at, 0)
+        sums.insert(at, "")
+    return Listing(keys, sizes, sums)
