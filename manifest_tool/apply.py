@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 from itertools import pairwise
@@ -32,6 +33,7 @@ from .errors import (
     RevisionMismatch,
     StalePlan,
 )
+from .files import FileList
 from .listing import Sealed, SealedListings
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
@@ -412,20 +414,29 @@ class Uploads:
             yield up if on_bytes is None else replace(up, on_bytes=partial(on_bytes, up))
 
     def _chosen(self) -> Iterator[HashedFile]:
-        """The declared files the plan uploads: one merge of two sorted key lists, not a
-        set of 300,000 keys (a plan out of order, say edited by hand, gets the set)."""
-        keys, files = self.keys, self.desired.files
-        if not (_ascending(keys) and _ascending(self.desired.declared_keys())):
-            wanted = frozenset(keys)
-            yield from (h for h in files if h.file.key in wanted)
+        """The declared files the plan uploads, each found by bisection in the sorted
+        declared keys: one changed file in 300,000 costs a few steps, not a pass over
+        all of them (a plan out of order, say edited by hand, gets a set)."""
+        d = self.desired
+        if not self._in_order:
+            wanted = frozenset(self.keys)
+            yield from (h for h in d.files if h.file.key in wanted)
             return
-        at, end = 0, len(keys)
-        for h in files:
-            key = h.file.key
-            while at < end and keys[at] < key:
-                at += 1
-            if at < end and keys[at] == key:
-                yield h
+        declared, names, md5s = d.declared, self._names, d.md5s()
+        at = 0
+        for key in self.keys:
+            at = bisect_left(names, key, at)
+            if at < len(names) and names[at] == key:
+                yield HashedFile(declared[at], md5s[at])
+
+    @cached_property
+    def _names(self) -> Sequence[str]:
+        declared = self.desired.declared
+        return declared.keys if isinstance(declared, FileList) else self.desired.declared_keys()
+
+    @cached_property
+    def _in_order(self) -> bool:
+        return _ascending(self.keys) and _ascending(self._names)
 
     def __len__(self) -> int:
         return self.count

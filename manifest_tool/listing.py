@@ -16,7 +16,7 @@ import marshal
 import re
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from itertools import pairwise
@@ -66,6 +66,63 @@ class Listing:
 
 def ascending(keys: Sequence[str]) -> bool:
     return all(a < b for a, b in pairwise(keys))
+
+
+BLOCK = 1024  # rows compared at once by edited_in_place
+
+
+def edited_in_place(
+    keys: Sequence[str], sizes: Sequence[int], md5s: Sequence[str], present: Listing
+) -> list[str] | None:
+    """The usual update, files edited in place: the node holds exactly the declared
+    keys (besides metadata.yaml and references.yaml). Then the changed rows are found
+    by comparing the columns a block at a time in C, not row by row in Python; None
+    when the keys differ, for the merge to sort out."""
+    paths, have_sizes, sums = _without_reserved(present)
+    if len(paths) != len(keys) or list(keys) != paths:
+        return None
+    joined = "".join(sums)
+    try:
+        have = bytes.fromhex(joined)
+    except ValueError:
+        return None  # not MD5s (another server's part-wise ETags): the merge compares
+    if have.hex() != joined:
+        return None  # not in the canonical lower-case form the digest uses
+    raw = md5s.raw if isinstance(md5s, Md5s) else bytes.fromhex("".join(md5s))
+    mine, theirs = array("q", sizes), array("q", have_sizes)
+    edited: list[str] = []
+    for start in range(0, len(keys), BLOCK):
+        end = min(start + BLOCK, len(keys))
+        if raw[start * 16 : end * 16] == have[start * 16 : end * 16] and (
+            mine[start:end] == theirs[start:end]
+        ):
+            continue
+        for i in range(start, end):
+            if mine[i] != theirs[i] or raw[i * 16 : i * 16 + 16] != have[i * 16 : i * 16 + 16]:
+                edited.append(keys[i])
+    return edited
+
+
+def _without_reserved(present: Listing) -> tuple[list[str], Sequence[int], list[str]]:
+    """The listing's columns without the artifact's own files."""
+    paths, sizes, sums = present.paths, present.sizes, present.checksums
+    at = sorted(i for i in map(_index_in(paths), RESERVED_ROOT_NAMES) if i is not None)
+    if not at:
+        return paths, sizes, sums
+    keep = [slice(a + 1, b) for a, b in pairwise([-1, *at, len(paths)])]
+    return (
+        [p for part in keep for p in paths[part]],
+        array("q", [x for part in keep for x in sizes[part]]),
+        [c for part in keep for c in sums[part]],
+    )
+
+
+def _index_in(paths: list[str]) -> Callable[[str], int | None]:
+    def index(name: str) -> int | None:
+        at = bisect_left(paths, name)
+        return at if at < len(paths) and paths[at] == name else None
+
+    return index
 
 
 @dataclass(frozen=True)

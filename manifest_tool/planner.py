@@ -21,7 +21,7 @@ from .cache import HashCache, Md5s, Staged
 from .files import FileList, as_file_list
 from .hashing import CHUNK, md5_file, sorted_rows_digest
 from .identity import valid_alternative_name
-from .listing import Listing, SealedListings
+from .listing import Listing, SealedListings, edited_in_place
 from .listing import ascending as _ascending
 from .lockfile import LockEntry
 from .model import ArtifactSpec, Expansion, Reference
@@ -438,6 +438,9 @@ def object_changes(desired: Desired, present: Listing) -> tuple[list[str], list[
     """Keys to upload (missing or different), to delete (no longer declared), and the
     uploads that replace an object: one merge of two sorted key lists."""
     keys, sizes, md5s = declared_columns(desired)
+    edited = edited_in_place(keys, sizes, md5s, present)
+    if edited is not None:
+        return edited, [], list(edited)
     paths, have_sizes, sums = present.paths, present.sizes, present.checksums
     upload: list[str] = []
     delete: list[str] = []

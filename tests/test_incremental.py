@@ -264,3 +264,44 @@ def test_each_objects_write_moves_the_revision_by_exactly_one(
         step()
         assert revision() - before == moves, what
         assert counted.of(path) - mine == moves, what  # the client counts as the server moves
+
+
+# -- the diff's fast path agrees with the merge ---------------------------------------------
+
+
+def test_edited_in_place_finds_exactly_the_changed_rows() -> None:
+    import random
+    from array import array
+
+    from manifest_tool.listing import Listing, edited_in_place
+
+    rng = random.Random(7)
+    keys = sorted(f"k/{i:05d}" for i in range(5000))
+    sizes = array("q", (rng.randrange(1, 10**6) for _ in keys))
+    sums = [os.urandom(16).hex() for _ in keys]
+    with_reserved = sorted([*keys, "metadata.yaml", "references.yaml"])
+
+    def listing(sizes_: array[int], sums_: list[str]) -> Listing:
+        rows = {k: (s, c) for k, s, c in zip(keys, sizes_, sums_, strict=True)}
+        rows.update({"metadata.yaml": (9, "m" * 32), "references.yaml": (3, "")})
+        return Listing(
+            with_reserved, array("q", (rows[k][0] for k in with_reserved)),
+            [rows[k][1] for k in with_reserved],
+        )  # fmt: skip
+
+    for trial in range(20):
+        mine_sizes, mine_sums = array("q", sizes), list(sums)
+        changed = sorted(rng.sample(range(len(keys)), rng.randrange(0, 40)))
+        for i in changed:
+            if trial % 2:
+                mine_sizes[i] += 1
+            else:
+                mine_sums[i] = os.urandom(16).hex()
+        got = edited_in_place(keys, mine_sizes, mine_sums, listing(sizes, sums))
+        assert got == [keys[i] for i in changed]
+    # other key sets, or checksums that are not MD5s, go to the merge
+    assert edited_in_place(keys[1:], sizes[1:], sums[1:], listing(sizes, sums)) is None
+    odd = [*sums[:-1], "abc-3"]
+    assert edited_in_place(keys, sizes, sums, listing(sizes, odd)) is None
+    upper = [sums[0].upper(), *sums[1:]]
+    assert edited_in_place(keys, sizes, sums, listing(sizes, upper)) is None
