@@ -37,7 +37,7 @@ from .files import FileList
 from .listing import Sealed, SealedListings
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
-from .plan import UPLOADING, ArtifactPlan, Desired, HashedFile, Plan
+from .plan import UPLOADING, ArtifactPlan, Desired, Plan
 from .planner import declared_columns, reference_pairs, seen_of
 from .planversions import seen_version
 from .publish import (
@@ -408,26 +408,30 @@ class Uploads:
     on_bytes: Callable[[Upload, int], None] | None = None
 
     def __iter__(self) -> Iterator[Upload]:
-        on_bytes = self.on_bytes
-        for h in self._chosen():
-            up = Upload(h.file.key, h.md5, h.file.size, source=h.file.source)
-            yield up if on_bytes is None else replace(up, on_bytes=partial(on_bytes, up))
+        on_bytes, md5s = self.on_bytes, self.desired.md5s()
+        declared = self.desired.declared
+        for at in self._positions():
+            f = declared[at]
+            up = Upload(f.key, md5s[at], f.size, source=f.source)
+            if on_bytes is not None:
+                up = Upload(f.key, md5s[at], f.size, f.source, on_bytes=partial(on_bytes, up))
+            yield up
 
-    def _chosen(self) -> Iterator[HashedFile]:
-        """The declared files the plan uploads, each found by bisection in the sorted
-        declared keys: one changed file in 300,000 costs a few steps, not a pass over
-        all of them (a plan out of order, say edited by hand, gets a set)."""
-        d = self.desired
+    def _positions(self) -> Iterator[int]:
+        """Where the declared files the plan uploads sit among the declared files, each
+        found by bisection in the sorted keys: one changed file in 300,000 costs a few
+        steps, not a pass over all of them (a plan out of order, say edited by hand,
+        gets a set)."""
+        names = self._names
         if not self._in_order:
             wanted = frozenset(self.keys)
-            yield from (h for h in d.files if h.file.key in wanted)
+            yield from (i for i, key in enumerate(names) if key in wanted)
             return
-        declared, names, md5s = d.declared, self._names, d.md5s()
-        at = 0
+        at, end = 0, len(names)
         for key in self.keys:
-            at = bisect_left(names, key, at)
-            if at < len(names) and names[at] == key:
-                yield HashedFile(declared[at], md5s[at])
+            at = bisect_left(names, key, at, end)
+            if at < end and names[at] == key:
+                yield at
 
     @cached_property
     def _names(self) -> Sequence[str]:
@@ -446,11 +450,13 @@ class Uploads:
 
     @cached_property
     def count(self) -> int:
-        return sum(1 for _ in self._chosen())
+        return sum(1 for _ in self._positions())
 
     @cached_property
     def size(self) -> int:
-        return sum(h.file.size for h in self._chosen())
+        declared = self.desired.declared
+        sizes = declared.sizes if isinstance(declared, FileList) else [f.size for f in declared]
+        return sum(sizes[at] for at in self._positions())
 
 
 def _ascending(keys: Iterable[str]) -> bool:
