@@ -20,6 +20,7 @@ instead of referencing a deleted key.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from ..errors import RemoteError
@@ -69,34 +70,77 @@ def claim_intent(conn: Conn, location: str) -> None:
         raise RemoteError(GONE)
 
 
-def commit_blob(
-    conn: Conn, db: Database, backend: Any, writer: BlobWriter, info: BlobInfo
-) -> Cleanup | None:
-    """Make ``info.blob`` exist for this transaction's objects (call in hash order).
+ROWS_PER_INSERT = 500  # 5 parameters a row: far below either engine's limit
 
-    Returns what to do after the commit when the writer lost the dedup race.
+
+def commit_blobs(
+    conn: Conn, db: Database, backend: Any, items: Sequence[tuple[BlobWriter, BlobInfo]]
+) -> list[Cleanup]:
+    """Make each ``info.blob`` exist for this transaction's objects: blobs distinct,
+    in hash order (two commits sharing blobs take their row locks in one order).
+
+    The first insert of a hash wins and places its bytes; a writer that lost keeps
+    the row share-locked until its commit and drops its own copy afterwards. One
+    insert per 500 rows and one lock read for the losers, not a round trip per blob:
+    for a batch of 1,000 small objects those round trips were most of the commit.
+    Returns what to do after the commit.
     """
-    data = writer.inline
-    sink = writer.sink
-    location = sink.location if sink is not None else None
+    later: list[Cleanup] = []
+    pending = list(items)
+    stamp = now()
     for _ in range(20):
-        won = conn.execute(
-            "INSERT INTO blobs (hash, size, data, location, created_at) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (hash) DO NOTHING RETURNING hash",
-            (info.blob, info.size, data, location, now()),
-        ).fetchone()
-        if won is not None:
+        won: set[str] = set()
+        for start in range(0, len(pending), ROWS_PER_INSERT):
+            won.update(_insert_rows(conn, pending[start : start + ROWS_PER_INSERT], stamp))
+        lost = []
+        for writer, info in pending:
+            if info.blob not in won:
+                lost.append((writer, info))
+                continue
+            location = writer.sink.location if writer.sink is not None else None
             if location is not None:
                 claim_intent(conn, location)
             backend.place(writer, info)
-            return None
-        held = conn.execute(
-            "SELECT hash FROM blobs WHERE hash = ?" + db.lock_share, (info.blob,)
-        ).fetchone()
-        if held is not None:
-            return lambda: backend.drop_unused(writer)
+        if not lost:
+            return later
+        held = _held(conn, db, [info.blob for _, info in lost])
+        later += [partial(backend.drop_unused, w) for w, info in lost if info.blob in held]
         # removed between our insert and our lock: insert again
-    raise RemoteError(f"blob {info.blob} could not be stored: its row kept changing")
+        pending = [(w, info) for w, info in lost if info.blob not in held]
+        if not pending:
+            return later
+    raise RemoteError(f"blob {pending[0][1].blob} could not be stored: its row kept changing")
+
+
+def _insert_rows(
+    conn: Conn, rows: Sequence[tuple[BlobWriter, BlobInfo]], stamp: str
+) -> list[str]:
+    """Insert the blobs' rows that do not exist yet; the hashes this insert made."""
+    values = ", ".join(["(?, ?, ?, ?, ?)"] * len(rows))
+    params: list[Any] = []
+    for writer, info in rows:
+        sink = writer.sink
+        location = sink.location if sink is not None else None
+        params += (info.blob, info.size, writer.inline, location, stamp)
+    made = conn.execute(
+        f"INSERT INTO blobs (hash, size, data, location, created_at) VALUES {values}"
+        " ON CONFLICT (hash) DO NOTHING RETURNING hash",
+        params,
+    ).fetchall()
+    return [row[0] for row in made]
+
+
+def _held(conn: Conn, db: Database, blobs: Sequence[str]) -> set[str]:
+    """Which of ``blobs`` have rows, each now share-locked for this transaction."""
+    held: set[str] = set()
+    for start in range(0, len(blobs), ROWS_PER_INSERT):
+        chunk = blobs[start : start + ROWS_PER_INSERT]
+        marks = ", ".join(["?"] * len(chunk))
+        rows = conn.execute(
+            f"SELECT hash FROM blobs WHERE hash IN ({marks})" + db.lock_share, chunk
+        ).fetchall()
+        held.update(row[0] for row in rows)
+    return held
 
 
 def lookup(conn: Conn, blob: str) -> tuple[bytes | None, str | None]:

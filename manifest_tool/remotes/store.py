@@ -504,16 +504,13 @@ class Store:
         never deadlock); what to drop after the commit (copies that lost to a blob
         already there, or to another item of this batch)."""
         later: list[Callable[[], None]] = []
-        placed: set[str] = set()
+        placed: dict[str, tuple[BlobWriter, BlobInfo]] = {}
         for _, writer, info in sorted(written, key=lambda item: item[2].blob):
             if info.blob in placed:
                 later.append(partial(self.blobs.drop_unused, writer))
                 continue
-            placed.add(info.blob)
-            cleanup = blobrows.commit_blob(conn, self.db, self.blobs, writer, info)
-            if cleanup is not None:
-                later.append(cleanup)
-        return later
+            placed[info.blob] = (writer, info)
+        return later + blobrows.commit_blobs(conn, self.db, self.blobs, list(placed.values()))
 
     def delete_objects(self, user: str, node_path: str, keys: Iterable[str]) -> None:
         keys = list(keys)
