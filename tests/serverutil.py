@@ -34,6 +34,20 @@ class Server:
             p.read_text(errors="replace") for p in sorted(self.log_dir.glob("server-*.log"))
         )
 
+    def settled_logs(self, quiet: float = 0.3, timeout: float = 10.0) -> str:
+        """The logs once they stopped growing for ``quiet`` seconds: the access-log
+        line of a request is written after its answer is sent, so a client that has
+        its answer may read the log a moment before that line arrives."""
+        deadline = time.monotonic() + timeout
+        text = self.logs()
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            now = self.logs()
+            if now == text:
+                break
+            text = now
+        return text
+
     def headers(self, user: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[user]}"}
 

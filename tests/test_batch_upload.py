@@ -219,7 +219,7 @@ def test_a_server_without_the_batch_call_gets_one_request_per_object(srv: Server
     api.put_objects(ART, first)
     api.put_objects(ART, second)
 
-    log = srv.logs()
+    log = srv.settled_logs()
     assert log.count(f'"POST {api.batch_route}?') == 1  # asked once, then never again
     assert len(re.findall(r'"POST /apis/v1/objects\?path=[^"]*fallback', log)) == 8
     stored = objects(srv)
@@ -235,7 +235,7 @@ def test_a_server_that_refuses_the_batch_form_gets_one_request_per_object(srv: S
     api.put_objects(ART, first)
     api.put_objects(ART, second)
 
-    log = srv.logs()
+    log = srv.settled_logs()
     assert log.count('"POST /apis/v1/objects/delete?path=') == 1  # then never again
     assert len(re.findall(r'"POST /apis/v1/objects\?path=[^"]*refused', log)) == 6
     stored = objects(srv)

@@ -102,9 +102,9 @@ def test_one_changed_file_is_five_requests_besides_its_upload(
         remote = Remote(server.url, cli_env(MANIFEST_TOOL_API_KEY=server.keys[USER]))
         published(project, remote)
         project.write("data/d3/f0003.txt", "changed\n")
-        before = _requests(server.logs())
+        before = _requests(server.settled_logs())
         ok(project, remote, "apply")
-        made = _requests(server.logs())[len(before) :]
+        made = _requests(server.settled_logs())[len(before) :]
         assert_sealed_and_exact(project, remote)
     upload = [r for r in made if '"POST /apis/v1/objects?' in r and "f0003.txt" in r]
     others = [r for r in made if r not in upload]
@@ -117,9 +117,9 @@ def test_first_apply_seals_without_listing_all_objects(project: Project, tmp_pat
     """A node apply has just made is listed once while empty, not once full."""
     with running_server(tmp_path / "srv", users=[USER]) as server:
         remote = Remote(server.url, cli_env(MANIFEST_TOOL_API_KEY=server.keys[USER]))
-        before = _requests(server.logs())
+        before = _requests(server.settled_logs())
         published(project, remote)
-        made = _requests(server.logs())[len(before) :]
+        made = _requests(server.settled_logs())[len(before) :]
         assert_sealed_and_exact(project, remote)
     assert len([r for r in made if "objects/ls" in r]) == 1, made
 
