@@ -193,8 +193,8 @@ def _listed(remote: Remote, node_path: str) -> Iterator[tuple[str, int, str]]:
     )
 
 
-BATCH_BYTES = 8 * 1024 * 1024
-BATCH_COUNT = 512
+BATCH_BYTES = 8 * 1024 * 1024  # bytes of one batch: at most a few are read at once
+BATCH_COUNT = 512  # objects of one batch, unless the remote says how many it takes
 
 
 def upload_all(
@@ -236,10 +236,11 @@ def _batches(remote: Remote, uploads: Iterable[Upload]) -> Iterator[list[Upload]
     if not hasattr(remote, "put_objects"):
         yield from ([u] for u in uploads)
         return
+    count = getattr(remote, "batch_count", BATCH_COUNT)
     task: list[Upload] = []
     size = 0
     for up in uploads:
-        if task and (size + up.size > BATCH_BYTES or len(task) >= BATCH_COUNT):
+        if task and (size + up.size > BATCH_BYTES or len(task) >= count):
             yield task
             task, size = [], 0
         task.append(up)

@@ -83,6 +83,7 @@ def content_md5(md5_hex: str) -> str:
 
 class HttpRemote:
     batch_route = "/apis/v1/objects/batch"
+    batch_count = 1000  # objects per batch request: our server's cap (docs/protocol.md)
 
     def __init__(
         self,

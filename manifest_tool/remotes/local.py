@@ -22,6 +22,11 @@ PAGE = 10_000  # objects per page of iter_objects
 
 
 class LocalRemote:
+    # objects per batch: each batch is one transaction, and every transaction writes
+    # again the index pages its random blob hashes touch, so fewer and larger ones
+    # write far less (a batch holds at most 8 MiB, see publish.upload_all)
+    batch_count = 4096
+
     def __init__(self, root: Path, user: str) -> None:
         self.url = f"file:{root}"
         self.root = root
