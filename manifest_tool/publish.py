@@ -207,23 +207,29 @@ def upload_all(
     """Send ``uploads`` with a bounded pool; the first failure stops the rest.
 
     A remote that can store a batch in one call gets small objects grouped, each group
-    one task. Tasks are made as the pool takes them, at most two per worker ahead, so
-    only those batches' Uploads exist at once, never one per object of the artifact.
+    one task. Tasks are made as the pool takes them, at most two per worker ahead and
+    at most ``2 * workers * BATCH_COUNT`` objects in all, so only those batches'
+    Uploads exist at once, never one per object of the artifact, whatever the size of
+    the remote's batches.
     """
     tasks = _batches(remote, uploads)
     if workers <= 1:
         for task in tasks:
             _send(remote, node_path, task, progress)
         return
+    budget = 2 * workers * BATCH_COUNT
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        running: set[Future[None]] = set()
+        running: dict[Future[None], int] = {}
         try:
             for task in tasks:
-                if len(running) >= 2 * workers:
-                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                while running and (
+                    len(running) >= 2 * workers or sum(running.values()) + len(task) > budget
+                ):
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in done:
+                        del running[fut]
                         fut.result()
-                running.add(pool.submit(_send, remote, node_path, task, progress))
+                running[pool.submit(_send, remote, node_path, task, progress)] = len(task)
             for fut in as_completed(running):
                 fut.result()
         except BaseException:
