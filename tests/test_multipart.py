@@ -278,3 +278,37 @@ def test_a_part_in_flight_blocks_finish_and_is_cleaned_up_by_abort(store: Store)
     assert len(errors) == 1 and isinstance(errors[0], NodeNotFound)
     assert list((store.root / "uploads").iterdir()) == []
     assert store.list_objects(A, ART) == ([], 0)
+
+
+def test_big_in_order_parts_with_a_wrong_whole_md5_are_refused(store: Store) -> None:
+    """Parts of many chunks (the object's hashes run beside the part's): each eTag is
+    its part's MD5, and a finish whose Content-MD5 is not the whole's stores nothing."""
+    mp, parts = Multipart(store), [os.urandom(3 * 1024 * 1024 + n) for n in range(3)]
+    upload_id = mp.start(A, ART, KEY)
+    etags = {}
+    for n, data in enumerate(parts, 1):
+        etags[n] = mp.put_part(A, upload_id, ART, KEY, n, chunked(data, 65536))
+        assert etags[n] == md5(data)
+    wrong = md5(b"".join(parts[:2]))  # every part but the last: still refused
+    with pytest.raises(ChecksumMismatch, match=f"expected md5 {wrong}"):
+        mp.finish(A, upload_id, ART, KEY, sorted(etags.items()), wrong)
+    assert store.list_objects(A, ART) == ([], 0)
+    assert list((store.root / "uploads").iterdir()) == []
+    assert [p for p in (store.root / "blobs").rglob("*") if p.is_file()] == []
+
+
+def test_a_part_breaking_off_mid_way_in_big_chunks_is_taken_back(store: Store) -> None:
+    mp, parts = Multipart(store), [os.urandom(2 * 1024 * 1024 + n) for n in range(2)]
+    upload_id = mp.start(A, ART, KEY)
+    etags = {1: mp.put_part(A, upload_id, ART, KEY, 1, chunked(parts[0], 65536))}
+
+    def broken() -> Iterator[bytes]:
+        yield from chunked(parts[1][: 1024 * 1024], 65536)
+        raise ConnectionError("client went away")
+
+    with pytest.raises(ConnectionError):
+        mp.put_part(A, upload_id, ART, KEY, 2, broken())
+    etags[2] = mp.put_part(A, upload_id, ART, KEY, 2, chunked(parts[1], 65536))
+    whole = b"".join(parts)
+    finish(mp, upload_id, etags, whole)
+    assert stored(store) == whole
