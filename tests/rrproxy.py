@@ -205,10 +205,13 @@ def error_response(status: str, text: str) -> bytes:
 class RoundRobinProxy:
     """The proxy's state on its event loop: the replicas and whose turn it is."""
 
-    def __init__(self, upstreams: list[str]) -> None:
+    def __init__(self, upstreams: list[str], max_body: int | None = None) -> None:
         if not upstreams:
             raise ValueError("at least one upstream URL")
         self.upstreams = [self._parse(u) for u in upstreams]
+        # like nginx's client_max_body_size: a larger declared body gets 413 at once,
+        # and the connection is closed without reading it
+        self.max_body = max_body
         self._turn = itertools.count()
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -265,6 +268,10 @@ class RoundRobinProxy:
             return False
         method, _, rest = head.start.partition(" ")
         request_body = framing(head, request=True)
+        if self.max_body is not None and (request_body.length or 0) > self.max_body:
+            writer.write(error_response("413 Payload Too Large", "body too large\n"))
+            await writer.drain()
+            return False
         keep_client = rest.endswith("HTTP/1.1") and "close" not in head.tokens("connection")
         opened = await self._open_next()
         if opened is None:
@@ -376,9 +383,11 @@ async def _serve(
         await server.wait_closed()
 
 
-def start_proxy(upstreams: list[str], host: str = "127.0.0.1", port: int = 0) -> RunningProxy:
+def start_proxy(
+    upstreams: list[str], host: str = "127.0.0.1", port: int = 0, max_body: int | None = None
+) -> RunningProxy:
     """Start a proxy on a free loopback port (or ``port``) in a background thread."""
-    proxy = RoundRobinProxy(upstreams)
+    proxy = RoundRobinProxy(upstreams, max_body)
     loop = asyncio.new_event_loop()
     stopped = asyncio.Event()
     ready: queue.Queue[int | BaseException] = queue.Queue()
@@ -401,8 +410,8 @@ def start_proxy(upstreams: list[str], host: str = "127.0.0.1", port: int = 0) ->
 
 
 @contextlib.contextmanager
-def running_proxy(upstreams: list[str]) -> Iterator[RunningProxy]:
-    proxy = start_proxy(upstreams)
+def running_proxy(upstreams: list[str], max_body: int | None = None) -> Iterator[RunningProxy]:
+    proxy = start_proxy(upstreams, max_body=max_body)
     try:
         yield proxy
     finally:
