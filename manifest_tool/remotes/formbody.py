@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ..errors import ChecksumMismatch, MissingSource
+from ..reading import read_at_most
 from .base import Upload
 
 BLOCK = 1024 * 1024
@@ -112,16 +113,8 @@ def _whole(upload: Upload) -> bytes:
     if upload.data is not None:
         return upload.data
     assert upload.source is not None, "an Upload has a source or data"
-    try:  # a descriptor, not a file object: a batch reads a thousand small files
-        fd = os.open(upload.source, os.O_RDONLY)
-        try:
-            want = upload.size + 1
-            data = os.read(fd, want)
-            while len(data) < want and (more := os.read(fd, want - len(data))):
-                data += more
-            return data
-        finally:
-            os.close(fd)
+    try:
+        return read_at_most(upload.source, upload.size + 1)
     except OSError as err:
         reason = err.strerror or type(err).__name__
         raise MissingSource(f"cannot read '{upload.source}': {reason} (check it)") from None

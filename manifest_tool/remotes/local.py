@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingSource, NodeNotFound, RemoteError, write_error
+from ..reading import read_at_most
 from .base import ContentWrites, Lineage, Node, ObjectInfo, Upload
 from .blobs import FileReader
 from .gc import maybe_collect
@@ -171,9 +172,23 @@ def _send(src: int, dst: int, size: int) -> None:
 def _chunks(upload: Upload) -> Iterable[bytes]:
     if upload.data is not None:
         return [upload.data]
+    small = upload.size < READ_BLOCK
+    chunks = _read_small(upload.source, upload.size) if small else _read(upload.source)
     if upload.on_bytes is None:
-        return _read(upload.source)
-    return _counted(_read(upload.source), upload.on_bytes)
+        return chunks
+    return _counted(chunks, upload.on_bytes)
+
+
+def _read_small(path: str | Path | None, size: int) -> Iterator[bytes]:
+    """A small file in one read of its descriptor (a batch holds thousands); one byte
+    past its size, so that a file that grew since it was hashed fails the MD5 check."""
+    assert path is not None, "an Upload has a source or data"
+    try:
+        data = read_at_most(path, size + 1)
+    except OSError as err:
+        raise MissingSource(f"cannot read '{path}': {err.strerror} (check it)") from None
+    if data:
+        yield data
 
 
 def _counted(chunks: Iterator[bytes], on_bytes: Callable[[int], None]) -> Iterator[bytes]:
