@@ -240,19 +240,20 @@ class Applier:
             self.remote.delete_objects(node.path, list(ap.delete))
         spec = d.spec
         refs = d.reference_map()
-        seal(self.remote, node.path, d.alternative_name, d.digest, spec.labels,
-             spec.description, refs, mark)  # fmt: skip
-        self._remember(d, str(node.extra_dict.get("contentDigest") or ""))
+        sealed = seal(self.remote, node.path, d.alternative_name, d.digest, spec.labels,
+                      spec.description, refs, mark)  # fmt: skip
+        self._remember(d, sealed, str(node.extra_dict.get("contentDigest") or ""))
         return Applied(
             ap.name, ap.action, node.path, uploads.count, uploads.size, len(ap.delete), record
         )
 
-    def _remember(self, d: Desired, replaced: str) -> None:
-        """Keep the rows just sealed, so that the next plan of a change diffs against
-        them instead of listing the node (see listing.py)."""
-        if self.sealed is not None:
+    def _remember(self, d: Desired, node: Node, replaced: str) -> None:
+        """Keep the rows just sealed into ``node``, so that the next plan of a change
+        diffs against them instead of listing the node (see listing.py)."""
+        if self.sealed is not None and node.revision is not None:
             keys, sizes, md5s = declared_columns(d)
-            rows = Sealed(d.digest, keys, sizes, md5s, reference_pairs(d.references))
+            refs = reference_pairs(d.references)
+            rows = Sealed(d.digest, node.id, node.revision, keys, sizes, md5s, refs)
             self.sealed.put(rows, previous=replaced)
 
     # -- versions: build and seal beside F/N, then move in (see planversions.py) --------

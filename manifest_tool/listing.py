@@ -1,19 +1,23 @@
 """A node's objects as the planner diffs against them: listed from the remote, or
 remembered from this checkout's own seals.
 
-A node's ``contentDigest`` names exactly its object rows (and references): the
-server drops it with any change to the objects, and a client sets it only with a
-compare-and-set after checking them. So once an apply has sealed a digest, the rows
-behind it are kept here under that digest, and a plan that finds a node still
-claiming it diffs against them without listing the node: one changed file in
-100,000 costs no listing of 100,000. An entry is checked against its digest when
-read (a damaged or forged file is only a miss), and an artifact keeps one entry.
+A node's objects revision moves with every change to its objects and starts at a
+random value, so (node id, revision) names one state of one node's objects
+(docs/protocol.md). When an apply seals a node, the rows it sealed are kept here
+with the node's id and revision at the seal, and a plan that reads the node at that
+same id and revision diffs against them without listing it: one changed file in
+100,000 costs no listing of 100,000. The node's ``contentDigest`` alone would not
+do: anyone may write an old digest back into ``extra``. An entry is checked against
+its digest when read (a damaged or forged file is only a miss); an artifact keeps
+one entry.
 """
 
 from __future__ import annotations
 
 import marshal
+import os
 import re
+import stat
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
@@ -27,9 +31,11 @@ from .cache import Md5s
 from .hashing import sorted_rows_digest
 from .localdir import write_atomic
 from .paths import RESERVED_ROOT_NAMES
-from .remotes.base import ObjectInfo
+from .reading import read_fd
+from .remotes.base import Node, ObjectInfo
 
-FORMAT = 1
+FORMAT = 2
+MAX_ENTRY = 512 * 1024 * 1024  # bytes: 300,000 rows take about 15 MB
 DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
 
 
@@ -81,6 +87,8 @@ def edited_in_place(
     paths, have_sizes, sums = _without_reserved(present)
     if len(paths) != len(keys) or list(keys) != paths:
         return None
+    if set(map(len, sums)) - {32}:
+        return None  # not all MD5s: the merge compares them one by one
     joined = "".join(sums)
     try:
         have = bytes.fromhex(joined)
@@ -127,9 +135,12 @@ def _index_in(paths: list[str]) -> Callable[[str], int | None]:
 
 @dataclass(frozen=True)
 class Sealed:
-    """The rows behind one digest: object keys (sorted), sizes, raw MD5s, references."""
+    """The rows sealed into a node: its digest, its id and objects revision right
+    after the seal, object keys (sorted), sizes, MD5s and references."""
 
     digest: str
+    node: str
+    revision: int
     keys: Sequence[str]
     sizes: Sequence[int]
     md5s: Sequence[str]
@@ -146,16 +157,21 @@ class SealedListings:
         match = DIGEST_RE.fullmatch(digest)
         return self.root / match.group(1) if match else None
 
-    def get(self, digest: str) -> Listing | None:
-        """The listing of a node that claims ``digest``, if an entry proves it."""
-        path = self._path(digest)
-        if path is None:
+    def get(self, node: Node) -> Listing | None:
+        """The listing of ``node`` if this checkout sealed it at its current revision."""
+        digest = node.extra_dict.get("contentDigest")
+        path = self._path(digest) if isinstance(digest, str) else None
+        if path is None or node.revision is None:
             return None
         try:
-            data = marshal.loads(path.read_bytes())
+            data = marshal.loads(_read_regular(path))
         except (OSError, EOFError, ValueError, TypeError):
+            data = None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
             return None
-        listing = _listing(data, digest)
+        if (data.get("node"), data.get("revision")) != (node.id, node.revision):
+            return None  # another node's, or this one's before it changed
+        listing = _listing(data, str(digest))
         if listing is None:
             with suppress(OSError):
                 path.unlink()  # damaged: a later seal writes it again
@@ -170,6 +186,8 @@ class SealedListings:
         raw = md5s.raw if isinstance(md5s, Md5s) else bytes.fromhex("".join(md5s))
         data = {
             "format": FORMAT,
+            "node": sealed.node,
+            "revision": sealed.revision,
             "keys": list(sealed.keys),
             "sizes": array("q", sealed.sizes).tobytes(),
             "md5s": raw,
@@ -183,11 +201,22 @@ class SealedListings:
                 old.unlink()
 
 
-def _listing(data: Any, digest: str) -> Listing | None:
+def _read_regular(path: Path) -> bytes:
+    """A cache file's bytes, if it is a regular file of sane size: a FIFO or a link to
+    a device put there must not hang or flood a plan (OSError otherwise)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENTRY:
+            raise OSError(f"{path} is not a cache file")
+        return read_fd(fd, st.st_size)
+    finally:
+        os.close(fd)
+
+
+def _listing(data: dict[str, Any], digest: str) -> Listing | None:
     """The listing ``data`` stands for, if its rows hash to ``digest``."""
     try:
-        if data.get("format") != FORMAT:
-            return None
         keys, raw, refs = data["keys"], data["md5s"], data["references"]
         sizes = array("q")
         sizes.frombytes(data["sizes"])
@@ -204,7 +233,11 @@ def _listing(data: Any, digest: str) -> Listing | None:
     sums = [hexes[i : i + 32] for i in range(0, len(hexes), 32)]
     if not ascending(keys):
         return None
-    if sorted_rows_digest(zip(keys, sizes, sums, strict=True), sorted(references)) != digest:
+    try:
+        found = sorted_rows_digest(zip(keys, sizes, sums, strict=True), sorted(references))
+    except ValueError:  # a key no encoding holds (a lone surrogate): not ours
+        return None
+    if found != digest:
         return None
     # what the node holds besides its content: apply wrote them with the digest
     extra = sorted(n for n in RESERVED_ROOT_NAMES if n == "metadata.yaml" or references)

@@ -493,8 +493,7 @@ def read(
         return remote.node_info(path)
     if kind == "listing":
         node = (reads or {}).get(("node", path))
-        digest = node.extra_dict.get("contentDigest") if isinstance(node, Node) else None
-        known = sealed.get(digest) if sealed is not None and isinstance(digest, str) else None
+        known = sealed.get(node) if sealed is not None and isinstance(node, Node) else None
         return known or Listing.of(each_object(remote, path))  # a page at a time
     if kind == "children":
         return tuple(remote.list_nodes(path))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -146,29 +147,70 @@ def test_changes_apply_exactly_through_the_remembered_rows(
     assert [e.name for e in entries] == [lock_digest(project).removeprefix("sha256:")]
 
 
-@pytest.mark.parametrize("damage", ["garbage", "other rows", "empty"])
-def test_a_damaged_remembered_listing_is_only_a_miss(
+def _forge_new_content(entry: Path, key: str, data: bytes) -> None:
+    """Rows that say the node already holds ``data`` at ``key``: believed, they would
+    make apply skip that upload and seal a digest over the old bytes."""
+    import marshal
+
+    rows = marshal.loads(entry.read_bytes())
+    at = rows["keys"].index(key)
+    md5s = bytearray(rows["md5s"])
+    md5s[at * 16 : at * 16 + 16] = bytes.fromhex(md5_bytes(data))
+    sizes = array("q")
+    sizes.frombytes(rows["sizes"])
+    sizes[at] = len(data)
+    rows["md5s"], rows["sizes"] = bytes(md5s), sizes.tobytes()
+    entry.write_bytes(marshal.dumps(rows))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "forged rows", "surrogate", "fifo"])
+def test_a_damaged_or_forged_remembered_listing_is_only_a_miss(
     project: Project, any_remote: Remote, damage: str
 ) -> None:
+    import marshal
+
     published(project, any_remote)
     (entry,) = sealed_entries(project)
+    new = b"changed\n"
     if damage == "garbage":
         entry.write_bytes(b"\x00not marshal")
     elif damage == "empty":
         entry.write_bytes(b"")
-    else:  # well formed, but rows that do not hash to the name: a forged entry
-        import marshal
+    elif damage == "forged rows":  # well formed, but not the rows of the digest it names
+        _forge_new_content(entry, "data/d3/f0003.txt", new)
+    elif damage == "surrogate":  # a key no encoding holds
+        rows = marshal.loads(entry.read_bytes())
+        rows["keys"][0] = "data/\udcff"
+        entry.write_bytes(marshal.dumps(rows))
+    else:  # a FIFO would block a plain read forever
+        entry.unlink()
+        os.mkfifo(entry)
+    project.write("data/d3/f0003.txt", new.decode())
+    plan = json.loads(ok(project, any_remote, "plan", "--json"))
+    (art,) = plan["artifacts"]
+    assert (art["upload"], art["delete"]) == (["data/d3/f0003.txt"], [])
+    ok(project, any_remote, "apply")
+    assert_sealed_and_exact(project, any_remote)
 
-        data = marshal.loads(entry.read_bytes())
-        data["keys"] = [k.replace("f0005", "f0006") if "f0005" in k else k for k in data["keys"]]
-        entry.write_bytes(marshal.dumps(data))
-    # the remote gains an object the forged rows would hide; the plan must see it
+
+def test_an_old_digest_written_back_is_not_the_rows_sealed_with_it(
+    project: Project, any_remote: Remote
+) -> None:
+    """Another client adds an object, then writes back the extra it read before, old
+    digest and all (a PUT of extra needs no revision): the node claims a digest we
+    sealed, over objects we did not. The remembered rows belong to the revision of
+    our seal, so the plan lists, sees the stranger, and apply deletes it."""
+    published(project, any_remote)
     other = any_remote.api()
-    other.put_object(node_path(project), Upload("d0/stray.txt", md5_bytes(b"s"), 1, data=b"s"))
+    path = node_path(project)
+    before = other.node_info(path)
+    assert before is not None
+    other.put_object(path, Upload("data/stray.bin", md5_bytes(b"s"), 1, data=b"s"))
+    other.update_node(path, extra=before.extra)
     project.write("data/d3/f0003.txt", "changed\n")
     plan = json.loads(ok(project, any_remote, "plan", "--json"))
     (art,) = plan["artifacts"]
-    assert art["delete"] == ["d0/stray.txt"] and art["upload"] == ["data/d3/f0003.txt"]
+    assert (art["upload"], art["delete"]) == (["data/d3/f0003.txt"], ["data/stray.bin"])
     ok(project, any_remote, "apply")
     assert_sealed_and_exact(project, any_remote)
 
@@ -305,3 +347,24 @@ def test_edited_in_place_finds_exactly_the_changed_rows() -> None:
     assert edited_in_place(keys, sizes, sums, listing(sizes, odd)) is None
     upper = [sums[0].upper(), *sums[1:]]
     assert edited_in_place(keys, sizes, sums, listing(sizes, upper)) is None
+    shifted = ["", sums[0] + sums[1], *sums[2:]]  # hex when joined, yet not MD5s
+    assert edited_in_place(keys, sizes, sums, listing(sizes, shifted)) is None
+
+
+def test_a_batch_of_new_blobs_fits_sqlites_oldest_parameter_limit(tmp_path: Path) -> None:
+    """SQLite before 3.32 takes at most 999 parameters a statement."""
+    import sqlite3
+
+    from manifest_tool.remotes.store import Store
+
+    store = Store(tmp_path / "store")
+    try:
+        store.create_node(USER, f"/{USER}", "art", "Artifact")
+        store.db.conn().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # type: ignore[attr-defined]
+        items = [(f"k{i:04d}", [b"%d" % i], md5_bytes(b"%d" % i)) for i in range(450)]
+        stored = store.put_batch(USER, f"/{USER}/art", items)
+        assert len(stored) == 450
+        objects, total = store.list_objects(USER, f"/{USER}/art", 1, 1000)
+        assert total == 450 and {o.checksum for o in objects} == {md5 for _, _, md5 in items}
+    finally:
+        store.close()

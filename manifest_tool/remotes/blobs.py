@@ -222,6 +222,9 @@ class BlobStore:
     def path(self, blob: str) -> Path:
         return Path(self._file(blob))
 
+    def has_file(self, blob: str) -> bool:
+        return os.path.exists(self._file(blob))
+
     def _file(self, blob: str) -> str:
         return f"{self._root}/{blob[:2]}/{blob[2:]}"
 

@@ -226,6 +226,10 @@ class S3Blobs:
     def describe(self) -> str:
         return self.url
 
+    def has_file(self, blob: str) -> bool:
+        """Blobs here are inline rows or S3 keys a row names: never a file alone."""
+        return False
+
     def _check_bucket(self) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
