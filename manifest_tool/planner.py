@@ -122,12 +122,13 @@ def reference_pairs(references: Sequence[Reference]) -> tuple[tuple[str, str], .
 def _unchanged(staged: Staged, rows: FileList, refs: tuple[tuple[str, str], ...]) -> bool:
     """The fast path: the index holds exactly these rows, none racily clean."""
     newest = max(rows.ctimes, default=0)
-    return staged.references == refs and newest < staged.written_ns and staged.matches(rows)
+    return staged.references == refs and newest < staged.since_ns and staged.matches(rows)
 
 
 def _hash_files(files: FileList, staged: Staged | None, hashes: HashCache) -> Md5s:
     """Each file's MD5: the index's where its row is unchanged and trusted, the hash
     cache's, or read. Held as 16 raw bytes a file, not a string per file."""
+    hashes.since_ns()  # the clock, before any file is read
     raw = bytearray(16 * len(files))
     todo: list[int] = []
     indexed = _indexed_md5s(files, staged)
@@ -215,14 +216,16 @@ def _indexed_md5s(files: FileList, staged: Staged | None) -> Iterator[bytes | No
             yield None
 
 
-def snapshot(desired: Desired) -> Staged:
-    """The hash index entry that describes ``desired``'s files."""
+def snapshot(desired: Desired, since_ns: int) -> Staged:
+    """The hash index entry that describes ``desired``'s files, read after the file
+    system's clock said ``since_ns``."""
     return Staged.build(
         desired.alternative_name,
         desired.digest,
         desired.declared,
         desired.md5s(),
         reference_pairs(desired.references),
+        since_ns,
     )
 
 

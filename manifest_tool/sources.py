@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -172,7 +173,12 @@ class _Expander:
     def _check_nesting(self) -> None:
         """An object path cannot be a file and a folder at once ('x' and 'x/y'): no
         directory could hold both, so a pull would lose one of them."""
+        if len(self.spec.objects) < 2:
+            return  # one object's keys are one tree's paths: none is another's folder
         owner, found = self.owner, 0
+        folders = {key[: key.rfind("/")] for key in owner if "/" in key}
+        if not any(map(partial(_held_above, owner), folders)):
+            return  # the usual case, found over the few folders rather than every key
         for key, index in owner.items():
             cut = key.rfind("/")
             while cut > 0 and key[:cut] not in owner:
@@ -327,14 +333,18 @@ class _Expander:
                     self._problem(obj, f"{message} (rename it)")
         if not keys.isascii():
             files = self._drop_undecodable(obj, files)
-        if CONTROL_CHARACTERS.search(keys) or any(len(k) > MAX_SEGMENT_BYTES for k in files.keys):
+        longest = max(map(len, files.keys), default=0)
+        if CONTROL_CHARACTERS.search(keys) or longest > MAX_SEGMENT_BYTES:
             for key in files.keys:  # the rare case: the key rules say what is wrong
                 try:
                     check_key(key)
                 except InvalidInput as err:
                     self._problem(obj, str(err))
         self._claim(index, obj, files)
-        self.files.extend(files)
+        if self.files:
+            self.files.extend(files)
+        else:
+            self.files = files  # the first object's files: no copy
 
     def _drop_undecodable(self, obj: ObjectSpec, files: FileList) -> FileList:
         """Files whose names are not UTF-8 (os.fsdecode kept the raw bytes as
@@ -353,9 +363,14 @@ class _Expander:
 
     def _claim(self, index: int, obj: ObjectSpec, items: Sequence[LocalFile | Reference]) -> None:
         """Record which object declared each key; a key declared twice is a problem."""
+        if len(self.spec.objects) < 2:
+            return  # no other object to clash with (nor to nest in: _check_nesting)
         owner = self.owner
         keys = items.keys if isinstance(items, FileList) else map(_KEY, items)
         new = dict.fromkeys(keys, index)
+        if not owner:
+            self.owner = new
+            return
         taken = sorted(owner.keys() & new.keys())
         first_owners = {key: owner[key] for key in taken}
         owner.update(new)
@@ -373,6 +388,16 @@ class _Expander:
         if len(taken) > _MAX_CLASHES:
             more = len(taken) - _MAX_CLASHES
             self._problem(obj, f"... and {more} more object paths taken twice")
+
+
+def _held_above(owner: dict[str, int], folder: str) -> bool:
+    """Whether ``folder`` or a folder above it is a key of ``owner``."""
+    cut = len(folder)
+    while cut > 0:
+        if folder[:cut] in owner:
+            return True
+        cut = folder.rfind("/", 0, cut)
+    return False
 
 
 def _describe(item: LocalFile | Reference, root: str) -> str:

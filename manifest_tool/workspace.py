@@ -9,8 +9,9 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .cache import HashCache, load_staged, save_staged
+from .cache import HashCache, StagedIndex, index_path
 from .config import resolve_remote_url
+from .files import as_file_list
 from .identity import new_identity, valid_alternative_name
 from .localdir import write_atomic
 from .lockfile import LockEntry, lock_path, read_lock
@@ -110,14 +111,18 @@ def make_plan(
         specs = tuple(replace(s, keep_versions=keep) if s.versioned else s for s in specs)
     expansions = expansions or expand_all(ws.manifest, specs)
     lock, hashes = ws.lock(), HashCache(ws.cache_dir / "hashes")
+    index = StagedIndex(index_path(ws.cache_dir, ws.manifest.path))
     # per manifest: two manifests in one directory may declare artifacts of one name
     minted = MintedIdentities(ws.cache_dir / "identities" / f"{ws.manifest.path.name}.json")
     minted.forget_recorded(lock)
     chosen = {**minted.known, **(identities or {})}
     desired: dict[str, Desired] = {}
     for spec in specs:
-        desired[spec.name] = _desired(ws, spec, expansions[spec.name], lock, chosen, minted, hashes)
+        desired[spec.name] = _desired(
+            ws, spec, expansions[spec.name], lock, chosen, minted, hashes, index
+        )
     hashes.save()
+    index.save({a.name for a in ws.manifest.artifacts})
     plans = [
         replace(ap, lock_change=lock_change(ap, lock))
         for ap in plan_artifacts(ws.remote, desired, ws.user, minted.mint)
@@ -168,6 +173,7 @@ def _desired(
     chosen: Mapping[str, Identity],
     minted: MintedIdentities,
     hashes: HashCache,
+    index: StagedIndex,
 ) -> Desired:
     name, folder = spec.name, absolute_folder(spec.folder, ws.user)
     entry, moved_from = lock.get(name), ""
@@ -181,11 +187,11 @@ def _desired(
     elif entry is not None and moved_from:
         previous = entry.remote.get("path") or f"{folder}/{moved_from}"
     identity = choose_identity(spec, entry, chosen.get(name), minted.mint)
-    staged = load_staged(ws.cache_dir, name)
+    staged = index.get(name)
     d = desired_state(spec, expansion, identity, ws.user, staged, hashes, ws.artifacts_dir)
     if not d.in_sync:  # keep what was hashed, so the next plan only stats
-        save_staged(ws.cache_dir, name, snapshot(d))
-        hashes.forget(f.source for f in d.declared)
+        index.put(name, snapshot(d, hashes.since_ns()))
+        hashes.forget(as_file_list(d.declared).sources())
     adopt = entry is None or entry.alternativeName != identity[0]
     pending = chosen.get(name)
     upcoming = pending if spec.versioned and not adopt and pending != identity else None

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from manifest_tool.cache import HashCache, load_staged, save_staged
+from manifest_tool.cache import HashCache, StagedIndex
 from manifest_tool.errors import MissingSource
 from manifest_tool.hashing import content_digest, md5_bytes
 from manifest_tool.lockfile import LockEntry
@@ -66,7 +66,7 @@ def desired(
         expansion(root, files, refs),
         (spec.alternative_name or ALT, CREATED),
         USER,
-        load_staged(root / "cache", spec.name),
+        StagedIndex(root / "cache" / "index").get(spec.name),
         hashes or HashCache(root / "cache" / "hashes"),
         root / "artifacts",
     )
@@ -152,8 +152,11 @@ def test_big_files_hashed_side_by_side_give_the_same_md5s_and_errors(tmp_path: P
 
 
 def test_an_indexed_unchanged_tree_hashes_nothing(tmp_path: Path) -> None:
-    first = desired(tmp_path)
-    save_staged(tmp_path / "cache", "ds", snapshot(first))
+    hashes = HashCache(tmp_path / "cache" / "hashes")
+    first = desired(tmp_path, hashes=hashes)
+    index = StagedIndex(tmp_path / "cache" / "index")
+    index.put("ds", snapshot(first, hashes.since_ns() + 1))  # as if read a tick later
+    index.save({"ds"})
     again = desired(tmp_path, hashes=HashCache(tmp_path / "nowhere"))
     assert again.in_sync and again.digest == first.digest
 
