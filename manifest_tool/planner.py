@@ -96,22 +96,24 @@ def desired_state(
     alt, created = identity
     rows = as_file_list(expansion.files)
     refs = reference_pairs(expansion.references)
-    base = Desired(
+    in_sync = staged is not None and _unchanged(staged, rows, refs)
+    if staged is not None and in_sync:
+        md5s, digest = staged.md5s, staged.digest  # only the MD5s: the rest may go
+    else:
+        md5s = _hash_files(rows, staged, hashes)
+        digest = sorted_rows_digest(zip(rows.keys, rows.sizes, md5s, strict=True), refs)
+    return Desired(
         spec=spec,
         folder=absolute_folder(spec.folder, user),
         alternative_name=alt,
         created_timestamp=created,
         declared=rows,
-        md5s=tuple,
+        md5s=lambda: md5s,
         references=expansion.references,
+        digest=digest,
         local_dir=parent / alt,
+        in_sync=in_sync,
     )
-    if staged is not None and _unchanged(staged, rows, refs):
-        known = staged.md5s  # only the MD5s: the rest of the index may go
-        return replace(base, md5s=lambda: known, digest=staged.digest, in_sync=True)
-    md5s = _hash_files(rows, staged, hashes)
-    digest = sorted_rows_digest(zip(rows.keys, rows.sizes, md5s, strict=True), refs)
-    return replace(base, md5s=lambda: md5s, digest=digest)
 
 
 def reference_pairs(references: Sequence[Reference]) -> tuple[tuple[str, str], ...]:

@@ -106,10 +106,10 @@ def static_prefix(pattern: str) -> str:
 # --- public entry points ---------------------------------------------------------------
 
 
-def expand(manifest: Manifest, spec: ArtifactSpec) -> Expansion:
+def expand(manifest: Manifest, spec: ArtifactSpec, tree: Tree | None = None) -> Expansion:
     """The files and references ``spec`` declares; ManifestInvalid lists every problem."""
     with gc_paused():
-        result = _Expander(manifest, spec).run()
+        result = _Expander(tree or Tree(manifest), spec).run()
     if isinstance(result, list):
         raise ManifestInvalid(result)
     return result
@@ -119,14 +119,52 @@ def expand_all(manifest: Manifest, specs: Iterable[ArtifactSpec]) -> dict[str, E
     """Every artifact expanded; one ManifestInvalid collects the problems of all of them."""
     out: dict[str, Expansion] = {}
     problems: list[str] = []
+    tree = Tree(manifest)
     for spec in specs:
         try:
-            out[spec.name] = expand(manifest, spec)
+            out[spec.name] = expand(manifest, spec, tree)
         except ManifestInvalid as err:
             problems.extend(err.problems)
     if problems:
         raise ManifestInvalid(problems)
     return out
+
+
+class Tree:
+    """The manifest's directory as every artifact's expansion sees it, worked out once
+    per plan: 1,000 artifacts resolving the same directories again and again spent a
+    tenth of a second in lstat calls."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.root = str(manifest.root)
+        self.root_real = os.path.realpath(self.root)
+        lock = f"{manifest.path.stem}.lock"
+        self.skip_at_root = frozenset({".em", lock, manifest.path.name})
+        self.shown = _shown(manifest.path)
+        self._reals = {self.root: self.root_real}
+
+    def local(self, rel: str) -> str:
+        return os.path.normpath(os.path.join(self.root, rel))
+
+    def shown_below(self, path: str) -> str:
+        """``path`` (a ``local`` one) relative to the manifest's directory, posix style."""
+        if path.startswith(self.root + "/"):
+            return path[len(self.root) + 1 :]
+        return os.path.relpath(path, self.root).replace(os.sep, "/")
+
+    def realpath(self, path: str) -> str:
+        """``os.path.realpath`` of a ``local`` path, each directory above it resolved
+        once per plan: only the last component is looked at (is it a link?)."""
+        found = self._reals.get(path)
+        if found is None:
+            parent, name = os.path.split(path)
+            if not name or parent == path:
+                found = os.path.realpath(path)
+            else:
+                joined = os.path.join(self.realpath(parent), name)
+                found = os.path.realpath(joined) if os.path.islink(joined) else joined
+            self._reals[path] = found
+        return found
 
 
 # --- one artifact ----------------------------------------------------------------------
@@ -135,13 +173,12 @@ def expand_all(manifest: Manifest, specs: Iterable[ArtifactSpec]) -> dict[str, E
 class _Expander:
     """Expands one artifact's objects, collecting problems instead of stopping."""
 
-    def __init__(self, manifest: Manifest, spec: ArtifactSpec) -> None:
+    def __init__(self, tree: Tree, spec: ArtifactSpec) -> None:
         self.spec = spec
-        self.root = str(manifest.root)
-        self.root_real = os.path.realpath(self.root)
-        lock = f"{manifest.path.stem}.lock"
-        self.skip_at_root = frozenset({".em", lock, manifest.path.name})
-        self.shown = _shown(manifest.path)
+        self.tree = tree
+        self.root = tree.root
+        self.root_real = tree.root_real
+        self.shown = tree.shown
         self.files = FileList()
         self.refs: list[Reference] = []
         self.owner: dict[str, int] = {}  # key -> index of the object that declared it
@@ -200,11 +237,11 @@ class _Expander:
         self.warnings.append(f"{self.shown}:{obj.line}: artifact '{self.spec.name}': {message}")
 
     def _local(self, rel: str) -> str:
-        return os.path.normpath(os.path.join(self.root, rel))
+        return self.tree.local(rel)
 
     def _outside(self, obj: ObjectSpec, path: str) -> bool:
         """Whether ``path`` leaves the manifest's tree against the object's policy."""
-        real = os.path.realpath(path)
+        real = self.tree.realpath(path)
         if obj.symlinks == "follow-external" or inside(real, self.root_real):
             return False
         self._problem(
@@ -247,7 +284,7 @@ class _Expander:
             return self._problem(obj, f"dir '{obj.source}' {what}")
         if self._outside(obj, top):
             return None
-        shown_top = os.path.relpath(top, self.root).replace(os.sep, "/") + "/"
+        shown_top = self.tree.shown_below(top) + "/"
         found = self._walk(obj, top, prefix, shown_top)
         self._add_files(index, obj, _drop_excluded(found, obj.exclude, len(prefix)))
         return None
@@ -302,8 +339,9 @@ class _Expander:
 
     def _walk(self, obj: ObjectSpec, top: str, key_top: str, shown_top: str) -> FileList:
         hide = obj.hidden == "exclude"
-        walker = Walker(self.root_real, self.skip_at_root, obj.symlinks, hide, key_top, shown_top)
-        found = walker.walk(top)
+        skip = self.tree.skip_at_root
+        walker = Walker(self.root_real, skip, obj.symlinks, hide, key_top, shown_top)
+        found = walker.walk(top, self.tree.realpath(top))
         for message in sorted(walker.problems):  # scandir order is the filesystem's
             self._problem(obj, f"{obj.kind} '{obj.source}': {message}")
         for message in sorted(walker.warnings):

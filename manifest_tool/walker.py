@@ -74,10 +74,12 @@ class Walker:
     visits: dict[str, int] = field(default_factory=dict)  # real directory -> times entered
     fanned_out: bool = False  # one report per walk, then no more links to directories
 
-    def walk(self, top: str) -> FileList:
-        """Every file below ``top``, keyed ``key_top`` + its path below top, by key."""
+    def walk(self, top: str, real_top: str | None = None) -> FileList:
+        """Every file below ``top`` (whose realpath is ``real_top``), keyed ``key_top`` +
+        its path below top, by key."""
         found = FileList()
-        stack: list[_Dir | _Run] = [_Dir(top, self.key_top, os.path.realpath(top), ())]
+        real = real_top or os.path.realpath(top)
+        stack: list[_Dir | _Run] = [_Dir(top, self.key_top, real, ())]
         while stack:
             item = stack.pop()
             try:

@@ -4,8 +4,11 @@ the embedded store). ``in_sync`` is the planner's fast path: nothing hashed."""
 
 from __future__ import annotations
 
+import ast
 import marshal
 import os
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -179,3 +182,44 @@ def test_the_index_keeps_other_targets_and_drops_undeclared_artifacts(project: P
     project.manifest("version: 1\nartifacts:\n  - name: y\n    objects: [{dir: y}]\n")
     desired(project)
     assert set(marshal.loads(path.read_bytes())["artifacts"]) == {"y"}
+
+
+def test_a_manifest_and_its_lock_are_parsed_once_per_text(project: Project, cli: Cli) -> None:
+    two_manifests(project)
+    ok(cli("apply", "-q", "-f", "a.yaml"))  # makes .em/cache: the next run keeps its parses
+    ok(cli("plan", "-q", "-f", "a.yaml"))
+    parsed = project.root / ".em" / "cache" / "parsed"
+    assert sorted(p.name for p in parsed.iterdir()) == ["a.lock", "a.yaml"]
+    text = (project.root / "a.yaml").read_text()
+    (project.root / "a.yaml").write_text(text.replace("name: ds", "name: dz"))  # same size
+    assert '"name": "dz"' in ok(cli("plan", "--json", "-f", "a.yaml"))
+    for damaged in (b"", b"\x00junk", marshal.dumps({"format": FORMAT, "key": 1, "value": 2})):
+        for name in ("a.lock", "a.yaml"):
+            (parsed / name).write_bytes(damaged)
+        out = ok(cli("plan", "--json", "-f", "a.yaml"))
+        assert '"name": "dz"' in out and '"name": "ds"' in out  # dz new, ds an orphan
+
+
+def test_a_no_op_plan_imports_no_yaml_jinja_or_schema_library(project: Project, cli: Cli) -> None:
+    """Start-up is a good part of a no-op plan: the libraries only a changed manifest,
+    a template or a write needs stay unloaded when their results are cached."""
+    two_manifests(project)
+    ok(cli("apply", "-q", "-f", "a.yaml"))
+    ok(cli("plan", "-q", "-f", "a.yaml"))
+    probe = (
+        "import sys\n"
+        "from manifest_tool.cli import main\n"
+        "try:\n"
+        "    main(['plan', '-q', '-f', 'a.yaml'], standalone_mode=False)\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=project.root, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(ast.literal_eval(done.stdout.strip()))
+    assert "manifest_tool" in loaded
+    assert not loaded & {"yaml", "jinja2", "jsonschema", "requests", "rich", "pathspec"}
