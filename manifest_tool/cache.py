@@ -56,7 +56,7 @@ def _load(path: Path) -> tuple[Any, int]:
     try:
         with open(path, "rb") as fh, gc_paused():
             written = os.fstat(fh.fileno()).st_mtime_ns
-            data = marshal.load(fh)
+            data = marshal.loads(fh.read())  # load(fh) reads the file object by object
     except (OSError, EOFError, ValueError, TypeError):
         return None, 0
     if not isinstance(data, dict) or data.get("format") != FORMAT:

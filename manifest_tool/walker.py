@@ -2,7 +2,9 @@
 
 Files come out sorted by key, so the caller's sort finds them in order: each
 directory's entries are sorted by name (a subdirectory as its name + "/", which is how
-its files' keys compare), and its files are stat'ed in runs between subdirectories.
+its files' keys compare), and its files are added in runs between subdirectories.
+Each directory is read through its own descriptor, and its files stat'ed relative to
+it: the kernel then resolves one name per file, not the whole path.
 Symlinks and hidden names are handled per the object's policy; a followed link that
 leads back into the walk's own ancestry is reported, not followed forever, and links
 that reach one directory over and over (a fan-out: two links per level make 2**24
@@ -23,6 +25,9 @@ from .files import FileList
 
 _NOTHING: frozenset[str] = frozenset()
 _NAME = attrgetter("name")
+# read a directory through a descriptor, where the platform can
+_BY_FD = os.scandir in os.supports_fd
+_DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 MAX_VISITS = 16  # times one real directory may be walked through different links
 
 
@@ -56,7 +61,8 @@ class _Run(NamedTuple):
 
     path: str
     rel: str
-    entries: list[_Entry]
+    names: list[str]
+    stats: list[os.stat_result]
 
 
 @dataclass
@@ -97,54 +103,62 @@ class Walker:
     def _scan(self, directory: _Dir) -> list[_Dir | _Run]:
         """One directory's runs of files and its subdirectories, in key order.
 
-        The hot loop: each entry is seen once, without a stat (the entry's type comes
-        from the directory itself); files are stat'ed later, a run at a time.
+        The hot loop: each entry is seen once, its type read from the directory
+        itself; then the files are stat'ed together, while the directory is open.
         """
         path, rel, real, link_parents = directory
         skip = self.skip_at_root if real == self.root_real else _NOTHING
         hide = self.hide
         files: list[_Entry] = []
         subdirs: list[tuple[str, _Dir]] = []
-        with os.scandir(path) as entries:
-            for entry in entries:
-                name = entry.name
-                if name in skip or (hide and name[0] == "."):
-                    continue
-                if entry.is_file(follow_symlinks=False):
-                    files.append(entry)
-                elif entry.is_dir(follow_symlinks=False):
-                    sub = _Dir(entry.path, f"{rel}{name}/", f"{real}/{name}", link_parents)
-                    subdirs.append((name + "/", sub))
-                elif entry.is_symlink():
-                    self._link(entry, rel, (*link_parents, real), files, subdirs)
-                else:
-                    self.warnings.append(f"skipped '{self._shown(rel + name)}': not a file")
-        files.sort(key=_NAME)
+        at = path if path.endswith("/") else path + "/"
+        fd = os.open(path, _DIRECTORY) if _BY_FD else None
+        try:
+            with os.scandir(path if fd is None else fd) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name in skip or (hide and name[0] == "."):
+                        continue
+                    if entry.is_file(follow_symlinks=False):
+                        files.append(entry)
+                    elif entry.is_dir(follow_symlinks=False):
+                        sub = _Dir(at + name, f"{rel}{name}/", f"{real}/{name}", link_parents)
+                        subdirs.append((name + "/", sub))
+                    elif entry.is_symlink():
+                        self._link(at + name, rel, (*link_parents, real), files, subdirs)
+                    else:
+                        self.warnings.append(f"skipped '{self._shown(rel + name)}': not a file")
+            files.sort(key=_NAME)
+            names, stats = _stat_all(files)
+        finally:
+            if fd is not None:
+                os.close(fd)
         if not subdirs:
-            return [_Run(path, rel, files)] if files else []
-        return _interleaved(path, rel, files, sorted(subdirs))
+            return [_Run(path, rel, names, stats)] if names else []
+        return _interleaved(path, rel, names, stats, sorted(subdirs))
 
     def _shown(self, key: str) -> str:
         return self.shown_top + key[len(self.key_top) :]
 
     def _link(
         self,
-        entry: os.DirEntry[str],
+        link: str,
         parent_rel: str,
         parents: tuple[str, ...],
         files: list[_Entry],
         subdirs: list[tuple[str, _Dir]],
     ) -> None:
-        rel = parent_rel + entry.name
+        name = os.path.basename(link)
+        rel = parent_rel + name
         shown = self._shown(rel)
         if self.symlinks == "skip":
             return
         if self.symlinks == "error":
             self.problems.append(f"'{shown}' is a symlink (remove it, or set symlinks: skip)")
             return
-        target = os.path.realpath(entry.path)
+        target = os.path.realpath(link)
         try:
-            st = os.stat(entry.path)
+            st = os.stat(link)
         except OSError:
             self.problems.append(f"symlink '{shown}' is broken (fix or remove it)")
             return
@@ -157,9 +171,9 @@ class Walker:
             if any(inside(p, target) for p in parents):
                 self.problems.append(f"symlink '{shown}' loops back to '{target}' (remove it)")
             elif self._revisit(target, shown):
-                subdirs.append((entry.name + "/", _Dir(entry.path, rel + "/", target, parents)))
+                subdirs.append((name + "/", _Dir(link, rel + "/", target, parents)))
         elif stat.S_ISREG(st.st_mode):
-            files.append(_Linked(entry.name, st))
+            files.append(_Linked(name, st))
         else:
             self.warnings.append(f"skipped '{shown}': not a file")
 
@@ -181,50 +195,53 @@ def inside(path: str, directory: str) -> bool:
 
 
 def _interleaved(
-    path: str, rel: str, files: list[_Entry], subdirs: list[tuple[str, _Dir]]
+    path: str,
+    rel: str,
+    names: list[str],
+    stats: list[os.stat_result],
+    subdirs: list[tuple[str, _Dir]],
 ) -> list[_Dir | _Run]:
-    """Runs of ``files`` (sorted by name) and ``subdirs`` (sorted by name + "/"), merged
+    """Runs of files (sorted by name) and ``subdirs`` (sorted by name + "/"), merged
     into the order of their keys."""
-    names = [f.name for f in files]
     out: list[_Dir | _Run] = []
     at = 0
     for key, sub in subdirs:
         cut = bisect_left(names, key, at)
         if cut > at:
-            out.append(_Run(path, rel, files[at:cut]))
+            out.append(_Run(path, rel, names[at:cut], stats[at:cut]))
         out.append(sub)
         at = cut
-    if at < len(files):
-        out.append(_Run(path, rel, files[at:]))
+    if at < len(names):
+        out.append(_Run(path, rel, names[at:], stats[at:]))
     return out
+
+
+def _stat_all(files: list[_Entry]) -> tuple[list[str], list[os.stat_result]]:
+    """Names and stats of ``files``; a file deleted since its directory was read is
+    left out: it is not declared any more."""
+    try:
+        return [f.name for f in files], [f.stat(follow_symlinks=False) for f in files]
+    except FileNotFoundError:
+        names, stats = [], []
+        for f in files:
+            try:
+                stats.append(f.stat(follow_symlinks=False))
+            except FileNotFoundError:
+                continue
+            names.append(f.name)
+        return names, stats
 
 
 def _add_run(run: _Run, found: FileList) -> None:
     """A run's files into ``found``'s columns, a column at a time (a method call per
-    file and column cost a fifth of the walk). A file deleted since its directory was
-    read is left out: it is not declared any more."""
-    path, rel, entries = run
-    try:
-        stats = [e.stat(follow_symlinks=False) for e in entries]
-    except FileNotFoundError:
-        entries, stats = _still_there(entries)
+    file and column cost a fifth of the walk)."""
+    path, rel, names, stats = run
     here = found.directory(path if path.endswith("/") else path + "/", len(rel))
-    found.keys += [rel + e.name for e in entries]
-    found.dir_of += array("I", [here]) * len(entries)
+    found.keys += [rel + name for name in names]
+    found.dir_of += array("I", [here]) * len(names)
     found.sizes += array("q", [st.st_size for st in stats])
     found.ctimes += array("q", [st.st_ctime_ns for st in stats])
     found.inodes += array("Q", [st.st_ino for st in stats])
-
-
-def _still_there(entries: list[_Entry]) -> tuple[list[_Entry], list[os.stat_result]]:
-    kept, stats = [], []
-    for e in entries:
-        try:
-            stats.append(e.stat(follow_symlinks=False))
-        except FileNotFoundError:
-            continue
-        kept.append(e)
-    return kept, stats
 
 
 def plain_files(root: str | os.PathLike[str]) -> list[tuple[str, str]]:
