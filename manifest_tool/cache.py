@@ -46,6 +46,9 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+_WHOLE_READ = 4 * 1024 * 1024
+
+
 def _load(path: Path) -> tuple[Any, int]:
     """The cache's data and its file's mtime_ns (None, 0 when absent or unusable).
 
@@ -55,8 +58,13 @@ def _load(path: Path) -> tuple[Any, int]:
     """
     try:
         with open(path, "rb") as fh, gc_paused():
-            written = os.fstat(fh.fileno()).st_mtime_ns
-            data = marshal.loads(fh.read())  # load(fh) reads the file object by object
+            st = os.fstat(fh.fileno())
+            written = st.st_mtime_ns
+            # marshal.load reads a file object by object: slow for many small ones (a
+            # parsed manifest), while the long columns of a big index go straight into
+            # place without a second copy of the file in memory
+            small = st.st_size < _WHOLE_READ
+            data = marshal.loads(fh.read()) if small else marshal.load(fh)
     except (OSError, EOFError, ValueError, TypeError):
         return None, 0
     if not isinstance(data, dict) or data.get("format") != FORMAT:

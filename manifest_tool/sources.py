@@ -372,7 +372,10 @@ class _Expander:
         if not keys.isascii():
             files = self._drop_undecodable(obj, files)
         longest = max(map(len, files.keys), default=0)
-        if CONTROL_CHARACTERS.search(keys) or longest > MAX_SEGMENT_BYTES:
+        # isprintable is false for every control character and runs at memory speed,
+        # where the regex takes 50 ms over 300,000 keys
+        control = not keys.isprintable() and CONTROL_CHARACTERS.search(keys)
+        if control or longest > MAX_SEGMENT_BYTES:
             for key in files.keys:  # the rare case: the key rules say what is wrong
                 try:
                     check_key(key)

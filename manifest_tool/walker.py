@@ -103,31 +103,21 @@ class Walker:
     def _scan(self, directory: _Dir) -> list[_Dir | _Run]:
         """One directory's runs of files and its subdirectories, in key order.
 
-        The hot loop: each entry is seen once, its type read from the directory
-        itself; then the files are stat'ed together, while the directory is open.
+        The hot path: the files are picked out by the type the directory itself
+        records, then stat'ed together while the directory is open.
         """
-        path, rel, real, link_parents = directory
-        skip = self.skip_at_root if real == self.root_real else _NOTHING
-        hide = self.hide
-        files: list[_Entry] = []
+        path, rel, real, _ = directory
         subdirs: list[tuple[str, _Dir]] = []
-        at = path if path.endswith("/") else path + "/"
         fd = os.open(path, _DIRECTORY) if _BY_FD else None
         try:
-            with os.scandir(path if fd is None else fd) as entries:
-                for entry in entries:
-                    name = entry.name
-                    if name in skip or (hide and name[0] == "."):
-                        continue
-                    if entry.is_file(follow_symlinks=False):
-                        files.append(entry)
-                    elif entry.is_dir(follow_symlinks=False):
-                        sub = _Dir(at + name, f"{rel}{name}/", f"{real}/{name}", link_parents)
-                        subdirs.append((name + "/", sub))
-                    elif entry.is_symlink():
-                        self._link(at + name, rel, (*link_parents, real), files, subdirs)
-                    else:
-                        self.warnings.append(f"skipped '{self._shown(rel + name)}': not a file")
+            with os.scandir(path if fd is None else fd) as listing:
+                entries = list(listing)
+            skip = self.skip_at_root if real == self.root_real else _NOTHING
+            if skip or self.hide:
+                entries = [e for e in entries if not self._skipped(e.name, skip)]
+            files: list[_Entry] = [e for e in entries if e.is_file(follow_symlinks=False)]
+            if len(files) < len(entries):
+                self._not_files(directory, entries, files, subdirs)
             files.sort(key=_NAME)
             names, stats = _stat_all(files)
         finally:
@@ -136,6 +126,32 @@ class Walker:
         if not subdirs:
             return [_Run(path, rel, names, stats)] if names else []
         return _interleaved(path, rel, names, stats, sorted(subdirs))
+
+    def _skipped(self, name: str, skip: frozenset[str]) -> bool:
+        return name in skip or (self.hide and name[0] == ".")
+
+    def _not_files(
+        self,
+        directory: _Dir,
+        entries: list[os.DirEntry[str]],
+        files: list[_Entry],
+        subdirs: list[tuple[str, _Dir]],
+    ) -> None:
+        """The directory's entries that are not plain files: subdirectories onto
+        ``subdirs``, links per the policy, anything else a warning."""
+        path, rel, real, link_parents = directory
+        at = path if path.endswith("/") else path + "/"
+        for entry in entries:
+            name = entry.name
+            if entry.is_file(follow_symlinks=False):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                sub = _Dir(at + name, f"{rel}{name}/", f"{real}/{name}", link_parents)
+                subdirs.append((name + "/", sub))
+            elif entry.is_symlink():
+                self._link(at + name, rel, (*link_parents, real), files, subdirs)
+            else:
+                self.warnings.append(f"skipped '{self._shown(rel + name)}': not a file")
 
     def _shown(self, key: str) -> str:
         return self.shown_top + key[len(self.key_top) :]
