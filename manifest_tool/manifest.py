@@ -47,7 +47,9 @@ def _validator() -> Draft202012Validator:
 
 
 def _known_valid_file(path: Path) -> Path:
-    return path.parent / ".em" / "cache" / "valid-manifest"
+    """Per manifest: two manifests in one directory would otherwise take turns
+    overwriting it, and each plan would validate (and import jsonschema) again."""
+    return path.parent / ".em" / "cache" / "valid" / path.name
 
 
 def _fingerprint(data: Any) -> str:
@@ -74,7 +76,7 @@ def _schema_problems(path: Path, data: Any, problems: _Problems, failed: set[Jso
         if not any(at[: len(bad)] == bad for bad in failed):
             for where, message in schema_messages(error):
                 problems.at_key(where, message)
-    if clean and not failed and marker.parent.is_dir():
+    if clean and not failed and marker.parent.parent.is_dir():
         with suppress(OSError):  # only a cache
             write_atomic(marker, fingerprint.encode())
 

@@ -92,7 +92,11 @@ def desired_state(
     staged: Staged | None,
     hashes: HashCache,
     parent: Path,
+    **lineage: Any,
 ) -> Desired:
+    """The artifact as its files declare it, hashed where the index cannot vouch for
+    them; ``lineage``: Desired's fields about its history (moves, adoption, versions),
+    set here so that the value is built once (1,000 artifacts, 1,000 values)."""
     alt, created = identity
     rows = as_file_list(expansion.files)
     refs = reference_pairs(expansion.references)
@@ -113,6 +117,7 @@ def desired_state(
         digest=digest,
         local_dir=parent / alt,
         in_sync=in_sync,
+        **lineage,
     )
 
 

@@ -202,10 +202,12 @@ def test_a_manifest_and_its_lock_are_parsed_once_per_text(project: Project, cli:
 
 def test_a_no_op_plan_imports_no_yaml_jinja_or_schema_library(project: Project, cli: Cli) -> None:
     """Start-up is a good part of a no-op plan: the libraries only a changed manifest,
-    a template or a write needs stay unloaded when their results are cached."""
+    a template or a write needs stay unloaded when their results are cached (per
+    manifest: another one in the same directory does not undo it)."""
     two_manifests(project)
     ok(cli("apply", "-q", "-f", "a.yaml"))
     ok(cli("plan", "-q", "-f", "a.yaml"))
+    ok(cli("plan", "-q", "-f", "b.yaml"))  # its own parse and schema check: a's stay
     probe = (
         "import sys\n"
         "from manifest_tool.cli import main\n"
