@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import count
 from operator import eq
 from pathlib import Path
 from typing import Any, overload
@@ -114,6 +115,8 @@ class HashCache:
         """Drop entries the staged index now covers: this cache then holds only files
         hashed since the last apply, and stays small enough to load in no time."""
         entries = self.entries
+        if not entries:
+            return
         for source in sources:
             if entries.pop(source, None) is not None:
                 self.dirty = True
@@ -216,6 +219,13 @@ class Columns:
         return cls(keys, dirs, dir_of, sizes, ctimes, inodes)
 
 
+def _same_source(files: FileList, i: int, indexed: Prefix) -> bool:
+    """Whether file ``i``'s source is the one an index row of the same key names
+    through ``indexed`` (two file lists may split one path differently)."""
+    prefix, cut = indexed
+    return files.source(i) == prefix + files.keys[i][cut:]
+
+
 def _split(joined: str) -> Iterator[str]:
     """``joined.split(SEP)`` one part at a time."""
     at = 0
@@ -297,8 +307,41 @@ class Staged:
         """Whether ``rows`` are exactly the rows indexed, compared column by column."""
         return self.columns.holds(as_file_list(rows))  # type: ignore[arg-type]
 
-    def trusted(self, row: StatRow) -> bool:
-        return row[3] < self.since_ns
+    def vouched(self, files: FileList) -> tuple[bytearray, list[int]]:
+        """The MD5s this entry holds for ``files`` (16 raw bytes each), and the indices
+        of the files it cannot vouch for: new, changed or moved since, racily clean,
+        or anything at all when the entry is damaged. Their 16 bytes are to be filled.
+
+        Column by column, without a row object per file: one changed file in 100,000
+        must not cost what hashing them all would."""
+        c, n = self.columns, len(files)
+        dir_of = array("I", c.dir_of)
+        if max(dir_of, default=0) >= len(c.dirs):
+            return bytearray(16 * n), list(range(n))
+        aligned = SEP.join(files.keys) == c.keys  # the same files, in the same order
+        if aligned:
+            rows: Sequence[int] = range(n)
+            raw = bytearray(self.md5_bytes)
+        else:
+            at = {key: j for j, key in enumerate(_split(c.keys))} if c.sizes else {}
+            rows = [at.get(key, -1) for key in files.keys]
+            raw = bytearray(16 * n)
+        sizes, ctimes, inodes = array("q", c.sizes), array("q", c.ctimes), array("Q", c.inodes)
+        since, md5s, dirs, mine = self.since_ns, self.md5_bytes, c.dirs, files.dirs
+        unknown: list[int] = []
+        for i, j, size, ctime, inode, d in zip(
+            count(), rows, files.sizes, files.ctimes, files.inodes, files.dir_of
+        ):
+            if (
+                j < 0 or ctime >= since or size != sizes[j] or ctime != ctimes[j]
+                or inode != inodes[j]
+                or (mine[d] != dirs[dir_of[j]] and not _same_source(files, i, dirs[dir_of[j]]))
+            ):  # fmt: skip
+                unknown.append(i)
+                raw[16 * i : 16 * i + 16] = bytes(16)
+            elif not aligned:
+                raw[16 * i : 16 * i + 16] = md5s[16 * j : 16 * j + 16]
+        return raw, unknown
 
     def to_data(self) -> tuple[Any, ...]:
         refs = tuple(tuple(r) for r in self.references)

@@ -15,7 +15,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from itertools import pairwise, repeat
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -136,15 +136,18 @@ def _hash_files(files: FileList, staged: Staged | None, hashes: HashCache) -> Md
     """Each file's MD5: the index's where its row is unchanged and trusted, the hash
     cache's, or read. Held as 16 raw bytes a file, not a string per file."""
     hashes.since_ns()  # the clock, before any file is read
-    raw = bytearray(16 * len(files))
+    if staged is None:
+        raw, unknown = bytearray(16 * len(files)), list(range(len(files)))
+    else:
+        raw, unknown = staged.vouched(files)
     todo: list[int] = []
-    indexed = _indexed_md5s(files, staged)
-    for i, f in enumerate(files):
-        md5 = next(indexed) or _hex_bytes(hashes.get(f.source, (f.size, f.changed_ns, f.inode)))
+    sizes, ctimes, inodes = files.sizes, files.ctimes, files.inodes
+    for i in unknown:
+        md5 = hashes.get(files.source(i), (sizes[i], ctimes[i], inodes[i]))
         if md5 is None:
             todo.append(i)
         else:
-            raw[16 * i : 16 * i + 16] = md5
+            raw[16 * i : 16 * i + 16] = bytes.fromhex(md5)
     if todo:
         announce_hashing(len(todo), sum(files.sizes[i] for i in todo))
     big = [i for i in todo if files.sizes[i] >= BIG_FILE]
@@ -196,31 +199,6 @@ def _hash_big_into(
     for err in errors:
         if err is not None:
             raise err
-
-
-def _hex_bytes(md5: str | None) -> bytes | None:
-    return None if md5 is None else bytes.fromhex(md5)
-
-
-def _indexed_md5s(files: FileList, staged: Staged | None) -> Iterator[bytes | None]:
-    """Per file, in order, the raw MD5 the index holds for exactly its row, or None.
-
-    Both are sorted by key, so one merge pass finds them without a mapping of every
-    row; an index out of order only costs re-hashing, never a wrong MD5.
-    """
-    if staged is None:
-        yield from repeat(None, len(files))
-        return
-    raw = staged.md5_bytes
-    rows = enumerate(staged.columns.iter_rows())
-    at = next(rows, None)
-    for f in files:
-        while at is not None and at[1][0] < f.key:
-            at = next(rows, None)
-        if at is not None and at[1] == f and staged.trusted(at[1]):
-            yield raw[16 * at[0] : 16 * at[0] + 16]
-        else:
-            yield None
 
 
 def snapshot(desired: Desired, since_ns: int) -> Staged:
