@@ -1,8 +1,8 @@
 """What we already know about local files, so a no-op costs one stat walk.
 
-Two kinds of small files under ``.em/cache/``, both plain caches: losing or corrupting
-one only costs a re-hash, never a wrong answer, because every entry is keyed by the
-file's (size, ctime_ns, inode).
+Small files under ``.em/cache/``, all plain caches: losing or corrupting one only
+costs a re-hash or a re-parse, never a wrong answer, because every entry is keyed by
+the file's (size, ctime_ns, inode), or by a text's SHA-256.
 - ``hashes``: source path -> (size, ctime_ns, inode, md5), shared by all artifacts.
 - ``indexes/<manifest file name>``: the manifest's hash index, every artifact's
   files as the last plan saw them: the content digest, and key -> (source, size,
@@ -10,6 +10,8 @@ file's (size, ctime_ns, inode).
   artifact is unchanged and nothing is hashed or even looked up. One file per
   manifest (two manifests in one directory may both have an artifact of one name),
   read once per plan and written once, only when an artifact's entry changed.
+- ``clock``: touched to read the file system's time before files are hashed.
+- ``parsed/<file name>``: a manifest's or a lock's parse, under its text's SHA-256.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from .cache import HashCache, Md5s, Staged
 from .files import FileList, as_file_list
-from .hashing import CHUNK, md5_file, sorted_rows_digest
+from .hashing import CHUNK, md5_raw, sorted_rows_digest
 from .identity import valid_alternative_name
 from .lockfile import LockEntry
 from .model import ArtifactSpec, Expansion, Reference
@@ -168,7 +168,7 @@ def _hash_into(raw: bytearray, files: FileList, todo: Iterator[int]) -> None:
     (faster than any pool for small files)."""
     buf = bytearray(CHUNK)
     for i in todo:
-        raw[16 * i : 16 * i + 16] = bytes.fromhex(md5_file(files.source(i), buf))
+        raw[16 * i : 16 * i + 16] = md5_raw(files.source(i), buf)
 
 
 def _hash_big_into(
