@@ -140,14 +140,7 @@ def _hash_files(files: FileList, staged: Staged | None, hashes: HashCache) -> Md
         raw, unknown = bytearray(16 * len(files)), list(range(len(files)))
     else:
         raw, unknown = staged.vouched(files)
-    todo: list[int] = []
-    sizes, ctimes, inodes = files.sizes, files.ctimes, files.inodes
-    for i in unknown:
-        md5 = hashes.get(files.source(i), (sizes[i], ctimes[i], inodes[i]))
-        if md5 is None:
-            todo.append(i)
-        else:
-            raw[16 * i : 16 * i + 16] = bytes.fromhex(md5)
+    todo = _from_hash_cache(raw, files, unknown, hashes) if hashes.entries else unknown
     if todo:
         announce_hashing(len(todo), sum(files.sizes[i] for i in todo))
     big = [i for i in todo if files.sizes[i] >= BIG_FILE]
@@ -157,6 +150,21 @@ def _hash_files(files: FileList, staged: Staged | None, hashes: HashCache) -> Md
         small = [i for i in todo if files.sizes[i] < BIG_FILE]
         _hash_big_into(raw, files, big, lambda: _hash_into(raw, files, iter(small)))
     return Md5s(bytes(raw))
+
+
+def _from_hash_cache(
+    raw: bytearray, files: FileList, unknown: list[int], hashes: HashCache
+) -> list[int]:
+    """Fill in the MD5s the hash cache holds for files at ``unknown``; the rest."""
+    todo: list[int] = []
+    sizes, ctimes, inodes = files.sizes, files.ctimes, files.inodes
+    for i in unknown:
+        md5 = hashes.get(files.source(i), (sizes[i], ctimes[i], inodes[i]))
+        if md5 is None:
+            todo.append(i)
+        else:
+            raw[16 * i : 16 * i + 16] = bytes.fromhex(md5)
+    return todo
 
 
 BIG_FILE = 4 * 1024 * 1024  # from here on a file is hashed beside another one
