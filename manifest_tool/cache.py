@@ -1,26 +1,32 @@
 """What we already know about local files, so a no-op costs one stat walk.
 
-Two small files under ``.em/cache/``, both plain caches: losing or corrupting one
-only costs a re-hash, never a wrong answer, because every entry is keyed by the
-file's (size, ctime_ns, inode).
+Small files under ``.em/cache/``, all plain caches: losing or corrupting one only
+costs a re-hash or a re-parse, never a wrong answer, because every entry is keyed by
+the file's (size, ctime_ns, inode), or by a text's SHA-256.
 - ``hashes``: source path -> (size, ctime_ns, inode, md5), shared by all artifacts.
-- ``staged/<artifact>``: the artifact's hash index as the last plan saw it: the
-  content digest, and key -> (source, size, ctime_ns, inode, md5) sorted by key.
-  When a fresh walk yields the same tuple list, the artifact is unchanged and
-  nothing is hashed or even looked up.
+- ``indexes/<manifest file name>``: the manifest's hash index, every artifact's
+  files as the last plan saw them: the content digest, and key -> (source, size,
+  ctime_ns, inode, md5) sorted by key. When a fresh walk yields the same rows, the
+  artifact is unchanged and nothing is hashed or even looked up. One file per
+  manifest (two manifests in one directory may both have an artifact of one name),
+  read once per plan and written once, only when an artifact's entry changed.
+- ``clock``: touched to read the file system's time before files are hashed.
+- ``parsed/<file name>``: a manifest's or a lock's parse, under its text's SHA-256.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import marshal
 import os
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import islice
+from itertools import count
+from operator import eq
 from pathlib import Path
 from typing import Any, overload
 
@@ -28,7 +34,7 @@ from .files import FileList, as_file_list
 from .localdir import write_atomic
 
 Stat = tuple[int, int, int]  # size, ctime_ns, inode
-FORMAT = 3  # 3: rows keyed by ctime, not mtime
+FORMAT = 4  # 4: one index per manifest, sources by directory
 
 
 @contextmanager
@@ -43,6 +49,9 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+_WHOLE_READ = 4 * 1024 * 1024
+
+
 def _load(path: Path) -> tuple[Any, int]:
     """The cache's data and its file's mtime_ns (None, 0 when absent or unusable).
 
@@ -52,8 +61,13 @@ def _load(path: Path) -> tuple[Any, int]:
     """
     try:
         with open(path, "rb") as fh, gc_paused():
-            written = os.fstat(fh.fileno()).st_mtime_ns
-            data = marshal.load(fh)
+            st = os.fstat(fh.fileno())
+            written = st.st_mtime_ns
+            # marshal.load reads a file object by object: slow for many small ones (a
+            # parsed manifest), while the long columns of a big index go straight into
+            # place without a second copy of the file in memory
+            small = st.st_size < _WHOLE_READ
+            data = marshal.loads(fh.read()) if small else marshal.load(fh)
     except (OSError, EOFError, ValueError, TypeError):
         return None, 0
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -71,7 +85,16 @@ class HashCache:
         self.path = path
         self._entries: dict[str, tuple[int, int, int, str]] | None = None
         self._written_ns = 0
+        self._since_ns: int | None = None
         self.dirty = False
+
+    def since_ns(self) -> int:
+        """The file system's time before this plan first read a file to hash it
+        (taken on the first call, which comes before any file is read): an index
+        entry made from what was read does not trust rows changed since."""
+        if self._since_ns is None:
+            self._since_ns = fs_now_ns(self.path.parent)
+        return self._since_ns
 
     @property
     def entries(self) -> dict[str, tuple[int, int, int, str]]:
@@ -94,6 +117,8 @@ class HashCache:
         """Drop entries the staged index now covers: this cache then holds only files
         hashed since the last apply, and stays small enough to load in no time."""
         entries = self.entries
+        if not entries:
+            return
         for source in sources:
             if entries.pop(source, None) is not None:
                 self.dirty = True
@@ -107,17 +132,20 @@ class HashCache:
 
 StatRow = tuple[str, str, int, int, int]  # key, source, size, ctime_ns, inode
 SEP = "\0"  # cannot occur in a path
+Prefix = tuple[str, int]  # a file list's source prefix, and where the key's tail starts
 
 
 @dataclass(frozen=True)
 class Columns:
     """Stat rows as a few flat values: a 100,000-row index loads and compares in
-    milliseconds as five objects, where 100,000 tuples cost most of a second."""
+    milliseconds as a handful of objects, where 100,000 tuples cost most of a second.
+    Sources are kept as the file list keeps them: a directory's path per file."""
 
-    keys: str
-    sources: str
+    keys: str  # SEP-joined
+    dirs: tuple[Prefix, ...]
+    dir_of: bytes
     sizes: bytes
-    mtimes: bytes
+    ctimes: bytes
     inodes: bytes
 
     @classmethod
@@ -125,7 +153,8 @@ class Columns:
         files = as_file_list(rows)  # type: ignore[arg-type]  # a LocalFile is a StatRow
         return cls(
             SEP.join(files.keys),
-            _joined(files.sources()),
+            tuple(files.dirs),
+            files.dir_of.tobytes(),
             files.sizes.tobytes(),
             files.ctimes.tobytes(),
             files.inodes.tobytes(),
@@ -133,58 +162,70 @@ class Columns:
 
     def holds(self, files: FileList) -> bool:
         """Whether ``files`` are exactly these rows, compared column by column without
-        building a second copy of the index (sources are rebuilt a chunk at a time)."""
+        building a row per file (sources too, when both name their directories alike)."""
         return (
             files.sizes.tobytes() == self.sizes
-            and files.ctimes.tobytes() == self.mtimes
+            and files.ctimes.tobytes() == self.ctimes
             and files.inodes.tobytes() == self.inodes
             and SEP.join(files.keys) == self.keys
-            and _same_joined(self.sources, files.sources())
+            and self._same_sources(files)
+        )
+
+    def _same_sources(self, files: FileList) -> bool:
+        if files.dir_of.tobytes() == self.dir_of and tuple(files.dirs) == self.dirs:
+            return True  # (so this index's directory ids are sound, too)
+        sources = self._sources()
+        return sources is not None and all(map(eq, files.sources(), sources))
+
+    def _sources(self) -> Iterator[str] | None:
+        """Each row's source, rebuilt; None when a directory id is out of range (a
+        damaged index: checked here, on the slow path, not on every load)."""
+        dir_of = array("I", self.dir_of)
+        dirs = self.dirs
+        if max(dir_of, default=0) >= len(dirs):
+            return None
+        return (
+            dirs[d][0] + key[dirs[d][1] :] for key, d in zip(_split(self.keys), dir_of, strict=True)
         )
 
     def iter_rows(self) -> Iterator[StatRow]:
-        """The rows one at a time, each built only when reached."""
-        if not self.keys and not self.sizes:
+        """The rows one at a time, each built only when reached (none when damaged)."""
+        sources = self._sources()
+        if sources is None or (not self.keys and not self.sizes):
             return iter(())
-        sizes, mtimes, inodes = array("q"), array("q"), array("Q")
-        sizes.frombytes(self.sizes)
-        mtimes.frombytes(self.mtimes)
-        inodes.frombytes(self.inodes)
-        keys, sources = _split(self.keys), _split(self.sources)
-        return zip(keys, sources, sizes, mtimes, inodes, strict=True)
+        sizes, ctimes = array("q", self.sizes), array("q", self.ctimes)
+        inodes = array("Q", self.inodes)
+        return zip(_split(self.keys), sources, sizes, ctimes, inodes, strict=True)
 
     def rows(self) -> tuple[StatRow, ...]:
-        if not self.keys and not self.sizes:
-            return ()
-        sizes, mtimes, inodes = array("q"), array("q"), array("Q")
-        sizes.frombytes(self.sizes)
-        mtimes.frombytes(self.mtimes)
-        inodes.frombytes(self.inodes)
-        keys, sources = self.keys.split(SEP), self.sources.split(SEP)
-        return tuple(zip(keys, sources, sizes, mtimes, inodes, strict=True))
+        return tuple(self.iter_rows())
+
+    def to_data(self) -> tuple[Any, ...]:
+        return (self.keys, self.dirs, self.dir_of, self.sizes, self.ctimes, self.inodes)
+
+    @classmethod
+    def from_data(cls, data: Any) -> Columns:
+        """The columns ``to_data`` made, checked enough that a damaged entry is refused
+        here rather than misread later."""
+        keys, dirs, dir_of, sizes, ctimes, inodes = data
+        dirs = tuple((str(prefix), int(cut)) for prefix, cut in dirs)
+        n = len(sizes) // 8
+        if not (
+            isinstance(keys, str)
+            and all(isinstance(b, bytes) for b in (dir_of, sizes, ctimes, inodes))
+            and len(dir_of) == 4 * n
+            and len(sizes) == len(ctimes) == len(inodes) == 8 * n
+            and (keys.count(SEP) + 1 if keys or n else 0) == n
+        ):
+            raise ValueError("damaged index columns")
+        return cls(keys, dirs, dir_of, sizes, ctimes, inodes)
 
 
-_CHUNK = 4096  # strings joined at a time: a few hundred KiB, not the whole column
-
-
-def _joined(parts: Iterable[str]) -> str:
-    """``SEP.join(parts)`` without holding every part at once."""
-    it = iter(parts)
-    chunks = []
-    while chunk := list(islice(it, _CHUNK)):
-        chunks.append(SEP.join(chunk))
-    return SEP.join(chunks)
-
-
-def _same_joined(joined: str, parts: Iterable[str]) -> bool:
-    """Whether ``joined == SEP.join(parts)``, a chunk of parts at a time."""
-    it, at, first = iter(parts), 0, True
-    while chunk := list(islice(it, _CHUNK)):
-        piece = SEP.join(chunk) if first else SEP + SEP.join(chunk)
-        if not joined.startswith(piece, at):
-            return False
-        at, first = at + len(piece), False
-    return at == len(joined)
+def _same_source(files: FileList, i: int, indexed: Prefix) -> bool:
+    """Whether file ``i``'s source is the one an index row of the same key names
+    through ``indexed`` (two file lists may split one path differently)."""
+    prefix, cut = indexed
+    return files.source(i) == prefix + files.keys[i][cut:]
 
 
 def _split(joined: str) -> Iterator[str]:
@@ -230,15 +271,18 @@ class Md5s(Sequence[str]):
 
 @dataclass(frozen=True)
 class Staged:
-    """An artifact's local directory as apply last left it: its stat rows (sorted by
-    key), their MD5s, its references and digest."""
+    """An artifact's local files as a plan last hashed them: their stat rows (sorted
+    by key), their MD5s, its references and digest."""
 
     alternative_name: str
     digest: str
     columns: Columns
     md5_bytes: bytes  # 16 raw bytes per row
     references: tuple[tuple[str, str], ...]
-    written_ns: int = 0  # the index file's mtime; rows as new or newer are not trusted
+    # the file system's time before those files were read: a row changed at or after
+    # it may have changed again after it was read, within one tick of the clock
+    # ("racily clean", as git's index calls it), so it is not trusted
+    since_ns: int = 0
 
     @classmethod
     def build(
@@ -248,9 +292,10 @@ class Staged:
         rows: Sequence[StatRow],
         md5s: Sequence[str],
         references: tuple[tuple[str, str], ...],
+        since_ns: int = 0,
     ) -> Staged:
         raw = md5s.raw if isinstance(md5s, Md5s) else bytes.fromhex("".join(md5s))
-        return cls(alt, digest, Columns.of(rows), raw, references)
+        return cls(alt, digest, Columns.of(rows), raw, references, since_ns)
 
     @cached_property
     def stats(self) -> tuple[StatRow, ...]:
@@ -264,40 +309,131 @@ class Staged:
         """Whether ``rows`` are exactly the rows indexed, compared column by column."""
         return self.columns.holds(as_file_list(rows))  # type: ignore[arg-type]
 
-    def trusted(self, row: StatRow) -> bool:
-        return row[3] < self.written_ns
+    def vouched(self, files: FileList) -> tuple[bytearray, list[int]]:
+        """The MD5s this entry holds for ``files`` (16 raw bytes each), and the indices
+        of the files it cannot vouch for: new, changed or moved since, racily clean,
+        or anything at all when the entry is damaged. Their 16 bytes are to be filled.
 
+        Column by column, without a row object per file: one changed file in 100,000
+        must not cost what hashing them all would."""
+        c, n = self.columns, len(files)
+        dir_of = array("I", c.dir_of)
+        if max(dir_of, default=0) >= len(c.dirs):
+            return bytearray(16 * n), list(range(n))
+        aligned = SEP.join(files.keys) == c.keys  # the same files, in the same order
+        if aligned:
+            rows: Sequence[int] = range(n)
+            raw = bytearray(self.md5_bytes)
+        else:
+            at = {key: j for j, key in enumerate(_split(c.keys))} if c.sizes else {}
+            rows = [at.get(key, -1) for key in files.keys]
+            raw = bytearray(16 * n)
+        sizes, ctimes, inodes = array("q", c.sizes), array("q", c.ctimes), array("Q", c.inodes)
+        since, md5s, dirs, mine = self.since_ns, self.md5_bytes, c.dirs, files.dirs
+        unknown: list[int] = []
+        for i, j, size, ctime, inode, d in zip(
+            count(), rows, files.sizes, files.ctimes, files.inodes, files.dir_of
+        ):
+            if (
+                j < 0 or ctime >= since or size != sizes[j] or ctime != ctimes[j]
+                or inode != inodes[j]
+                or (mine[d] != dirs[dir_of[j]] and not _same_source(files, i, dirs[dir_of[j]]))
+            ):  # fmt: skip
+                unknown.append(i)
+                raw[16 * i : 16 * i + 16] = bytes(16)
+            elif not aligned:
+                raw[16 * i : 16 * i + 16] = md5s[16 * j : 16 * j + 16]
+        return raw, unknown
 
-def staged_path(cache_dir: Path, name: str) -> Path:
-    return cache_dir / "staged" / name
+    def to_data(self) -> tuple[Any, ...]:
+        refs = tuple(tuple(r) for r in self.references)
+        data = (self.alternative_name, self.digest, self.since_ns, self.md5_bytes, refs)
+        return (*data, self.columns.to_data())
 
-
-def load_staged(cache_dir: Path, name: str) -> Staged | None:
-    data, written = _load(staged_path(cache_dir, name))
-    if data is None:
-        return None
-    try:
-        return Staged(
-            data["alt"],
-            data["digest"],
-            Columns(*data["columns"]),
-            data["md5s"],
-            tuple(tuple(r) for r in data["references"]),
-            written,
+    @classmethod
+    def from_data(cls, data: Any) -> Staged:
+        alt, digest, since_ns, md5_bytes, refs, columns = data
+        staged = cls(
+            str(alt),
+            str(digest),
+            Columns.from_data(columns),
+            md5_bytes,
+            tuple((str(k), str(u)) for k, u in refs),
+            int(since_ns),
         )
-    except (KeyError, TypeError, ValueError):
-        return None
+        if not isinstance(md5_bytes, bytes) or len(md5_bytes) * 8 != 16 * len(columns[3]):
+            raise ValueError("damaged index MD5s")
+        return staged
 
 
-def save_staged(cache_dir: Path, name: str, staged: Staged) -> None:
-    c = staged.columns
-    data = {
-        "format": FORMAT,
-        "alt": staged.alternative_name,
-        "digest": staged.digest,
-        "columns": (c.keys, c.sources, c.sizes, c.mtimes, c.inodes),
-        "md5s": staged.md5_bytes,
-        "references": [tuple(r) for r in staged.references],
-    }
-    with suppress(OSError):  # only a cache: the next plan hashes again
-        write_atomic(staged_path(cache_dir, name), marshal.dumps(data))
+class StagedIndex:
+    """One manifest's hash index: its artifacts' Staged entries, read once per plan
+    (each entry parsed when first asked for) and written once, when one changed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        data, _ = _load(path)
+        entries = data.get("artifacts") if data else None
+        self._data: dict[str, Any] = entries if isinstance(entries, dict) else {}
+        self._staged: dict[str, Staged | None] = {}
+        self.dirty = False
+
+    def get(self, name: str) -> Staged | None:
+        """The artifact's entry; None when there is none, or it is damaged."""
+        if name not in self._staged:
+            try:
+                self._staged[name] = Staged.from_data(self._data[name])
+            except (KeyError, TypeError, ValueError, OverflowError):
+                self._staged[name] = None
+        return self._staged[name]
+
+    def put(self, name: str, staged: Staged) -> None:
+        self._staged[name] = staged
+        self._data[name] = staged.to_data()
+        self.dirty = True
+
+    def save(self, declared: Collection[str]) -> None:
+        """Write the index if an entry changed, keeping only artifacts still declared."""
+        kept = {name: data for name, data in self._data.items() if name in declared}
+        if not self.dirty and len(kept) == len(self._data):
+            return
+        with suppress(OSError, ValueError):  # only a cache: the next plan hashes again
+            write_atomic(self.path, marshal.dumps({"format": FORMAT, "artifacts": kept}))
+        self.dirty = False
+
+
+def index_path(cache_dir: Path, manifest: Path) -> Path:
+    return cache_dir / "indexes" / manifest.name
+
+
+def fs_now_ns(cache_dir: Path) -> int:
+    """The file system's own clock, as it stamps a file's ctime (touching a marker
+    file): 0, which trusts nothing, when the cache cannot be written."""
+    marker = cache_dir / "clock"
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        with open(marker, "ab") as fh:
+            os.utime(fh.fileno())
+            return os.fstat(fh.fileno()).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def parsed(source: Path, kind: str, text: str, parse: Callable[[str], Any]) -> Any:
+    """``parse(text)``, the text of the file ``source`` (a manifest or a lock),
+    remembered in ``.em/cache/parsed/`` beside it under the text's SHA-256: a
+    1,000-artifact manifest or lock takes a tenth of a second to parse, and a
+    millisecond to load. Kept only when ``parse`` returns plain values (marshal's),
+    and only where ``.em/cache`` exists already (validating makes no ``.em``)."""
+    cache_dir = source.absolute().parent / ".em" / "cache"
+    path = cache_dir / "parsed" / source.name
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    data, _ = _load(path)
+    if data is not None and data.get("key") == (kind, digest) and "value" in data:
+        return data["value"]
+    value = parse(text)
+    if cache_dir.is_dir():
+        with suppress(OSError, ValueError):  # a value marshal cannot write: not kept
+            keep = {"format": FORMAT, "key": (kind, digest), "value": value}
+            write_atomic(path, marshal.dumps(keep))
+    return value

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from .credentials import host_of, saved_key
 from .errors import InvalidInput
 
@@ -88,8 +86,14 @@ def t9k_context() -> T9kContext:
     an absent or odd file is empty."""
     path = t9k_config_path()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return T9kContext(None, None)
+    import yaml  # here, not at the top: most runs have no such file
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
         return T9kContext(None, None)
     context = _current(data) if isinstance(data, dict) else None
     if context is None:

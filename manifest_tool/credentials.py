@@ -14,8 +14,6 @@ from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
-
 from .errors import InvalidInput
 
 
@@ -35,8 +33,14 @@ def host_of(url: str) -> str:
 def saved_keys() -> dict[str, str]:
     """Every saved host -> key; a missing, unreadable or odd file holds none."""
     try:
-        data = yaml.safe_load(credentials_path().read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        text = credentials_path().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    import yaml  # here, not at the top: most runs have no such file
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
         return {}
     hosts = data.get("hosts") if isinstance(data, dict) else None
     if not isinstance(hosts, dict):
@@ -69,6 +73,8 @@ def forget_key(url: str) -> bool:
 def _write(keys: dict[str, str]) -> Path:
     """Atomically, and created 0600 so the key is never readable by others, not even
     for the instant between create and chmod."""
+    import yaml
+
     path = credentials_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".credentials-")  # mkstemp: 0600

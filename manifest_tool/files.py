@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import compress
+from itertools import compress, islice
+from operator import lt
 from typing import overload
 
 from .model import LocalFile
@@ -57,7 +58,10 @@ class FileList(Sequence[LocalFile]):
         if isinstance(files, FileList):
             base = [self.directory(*d) for d in files.dirs]
             self.keys.extend(files.keys)
-            self.dir_of.extend(base[i] for i in files.dir_of)
+            if base == list(range(len(base))):
+                self.dir_of.extend(files.dir_of)
+            else:
+                self.dir_of.extend(array("I", map(base.__getitem__, files.dir_of)))
             self.sizes.extend(files.sizes)
             self.ctimes.extend(files.ctimes)
             self.inodes.extend(files.inodes)
@@ -146,12 +150,11 @@ class FileList(Sequence[LocalFile]):
         return out
 
     def sorted(self) -> FileList:
-        """Sorted by key."""
+        """Sorted by key (a walk's files already are: then this is one pass)."""
         keys = self.keys
-        order = sorted(range(len(keys)), key=keys.__getitem__)
-        if all(i == n for n, i in enumerate(order)):
+        if all(map(lt, keys, islice(keys, 1, None))):
             return self
-        return self.take(order)
+        return self.take(sorted(range(len(keys)), key=keys.__getitem__))
 
 
 def as_file_list(files: Sequence[LocalFile]) -> FileList:

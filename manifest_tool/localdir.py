@@ -7,8 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 
 def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +27,8 @@ def dump_yaml(data: Any) -> bytes:
     writes it: ``yaml.dump(data, sort_keys=False)``, whose other defaults escape
     non-ASCII ("\\u6807") and keep insertion order. (The safe dumper: for the plain
     dicts, lists and strings written here its output is the same.)"""
+    import yaml  # here, not at the top: a no-op plan writes no YAML
+
     return yaml.safe_dump(data, sort_keys=False).encode("ascii")
 
 
@@ -37,5 +37,7 @@ def write_yaml_atomic(path: Path, data: Any) -> None:
 
 
 def read_yaml(path: Path) -> Any:
+    import yaml
+
     with open(path, encoding="utf-8") as fh:
         return yaml.safe_load(fh)

@@ -12,12 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .cache import parsed
 from .errors import ManifestToolError
 from .identity import valid_alternative_name
 from .localdir import write_atomic
-from .yamlpos import safe_load
+from .yamlpos import YamlSyntaxError, safe_load
 
 HEADER = b"# Written by manifest-tool apply. Commit it: it keeps artifact identities stable.\n"
 
@@ -29,9 +28,6 @@ class LockEntry:
     contentDigest: str = ""
     remote: dict[str, str] = field(default_factory=dict)
     version: int = 0  # versions: keep: the newest version's number (0: not versioned)
-
-
-_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def lock_text(entries: dict[str, LockEntry]) -> str:
@@ -56,9 +52,12 @@ def _key(e: LockEntry) -> Key:
 
 @lru_cache(maxsize=65536)
 def _entry_text(name: str, key: Key) -> str:
+    import yaml  # only when writing: a plan that reads a cached lock never needs it
+
     alt, created, digest, remote, version = key
     fields = entry_fields(LockEntry(alt, created, digest, dict(remote), version))
-    text = yaml.dump({name: fields}, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    text = yaml.dump({name: fields}, Dumper=dumper, sort_keys=False, allow_unicode=True)
     return "".join(f"  {line}\n" for line in text.splitlines())
 
 
@@ -79,10 +78,10 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
     if not path.exists():
         return {}
     try:
-        data = safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parsed(path, "lock", path.read_text(encoding="utf-8"), safe_load) or {}
         entries = data.get("artifacts") or {}
         return {str(name): _entry(value) for name, value in entries.items()}
-    except (OSError, ValueError, yaml.YAMLError, AttributeError, KeyError, TypeError) as err:
+    except (OSError, ValueError, YamlSyntaxError, AttributeError, KeyError, TypeError) as err:
         raise ManifestToolError(
             f"{path}: the lock file is unreadable ({err.__class__.__name__}); "
             "restore it from version control or delete it to start new identities"

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
+from .cache import parsed
 from .errors import InvalidInput, ManifestInvalid
 from .localdir import write_atomic
 from .model import ArtifactSpec, Manifest, ObjectKind, ObjectSpec
@@ -46,7 +47,9 @@ def _validator() -> Draft202012Validator:
 
 
 def _known_valid_file(path: Path) -> Path:
-    return path.parent / ".em" / "cache" / "valid-manifest"
+    """Per manifest: two manifests in one directory would otherwise take turns
+    overwriting it, and each plan would validate (and import jsonschema) again."""
+    return path.parent / ".em" / "cache" / "valid" / path.name
 
 
 def _fingerprint(data: Any) -> str:
@@ -73,7 +76,7 @@ def _schema_problems(path: Path, data: Any, problems: _Problems, failed: set[Jso
         if not any(at[: len(bad)] == bad for bad in failed):
             for where, message in schema_messages(error):
                 problems.at_key(where, message)
-    if clean and not failed and marker.parent.is_dir():
+    if clean and not failed and marker.parent.parent.is_dir():
         with suppress(OSError):  # only a cache
             write_atomic(marker, fingerprint.encode())
 
@@ -106,7 +109,7 @@ def load_manifest(
 ) -> Manifest:
     """The manifest at ``path``, rendered and validated; ManifestInvalid lists every problem."""
     shown = str(path)
-    doc = _parse(shown, _read(path))
+    doc = _parse(shown, path, _read(path))
     problems = _Problems(shown, doc)
     for pos, at, message in doc.problems:
         problems.add(pos, at, message)
@@ -129,12 +132,20 @@ def _read(path: Path) -> str:
         ) from None
 
 
-def _parse(shown: str, text: str) -> Document:
+def _parse(shown: str, path: Path, text: str) -> Document:
     try:
-        return parse(text)
+        fields = parsed(path, "manifest", text, _document_fields)
+        return Document(*fields)
     except YamlSyntaxError as err:
         line, col = err.pos
         raise ManifestInvalid([f"{shown}:{line}:{col}: {err.message}"]) from None
+    except (TypeError, ValueError):  # a damaged cache entry: parse again
+        return parse(text)
+
+
+def _document_fields(text: str) -> tuple[Any, ...]:
+    doc = parse(text)
+    return (doc.data, doc.values, doc.keys, doc.problems, doc.built)
 
 
 # --- rendering -------------------------------------------------------------------------

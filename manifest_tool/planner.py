@@ -13,13 +13,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .cache import HashCache, Md5s, Staged
 from .files import FileList, as_file_list
-from .hashing import CHUNK, md5_file, sorted_rows_digest
+from .hashing import CHUNK, md5_raw, sorted_rows_digest
 from .identity import valid_alternative_name
 from .listing import Listing, SealedListings, edited_in_place
 from .listing import ascending as _ascending
@@ -92,26 +91,33 @@ def desired_state(
     staged: Staged | None,
     hashes: HashCache,
     parent: Path,
+    **lineage: Any,
 ) -> Desired:
+    """The artifact as its files declare it, hashed where the index cannot vouch for
+    them; ``lineage``: Desired's fields about its history (moves, adoption, versions),
+    set here so that the value is built once (1,000 artifacts, 1,000 values)."""
     alt, created = identity
     rows = as_file_list(expansion.files)
     refs = reference_pairs(expansion.references)
-    base = Desired(
+    in_sync = staged is not None and _unchanged(staged, rows, refs)
+    if staged is not None and in_sync:
+        md5s, digest = staged.md5s, staged.digest  # only the MD5s: the rest may go
+    else:
+        md5s = _hash_files(rows, staged, hashes)
+        digest = sorted_rows_digest(zip(rows.keys, rows.sizes, md5s, strict=True), refs)
+    return Desired(
         spec=spec,
         folder=absolute_folder(spec.folder, user),
         alternative_name=alt,
         created_timestamp=created,
         declared=rows,
-        md5s=tuple,
+        md5s=lambda: md5s,
         references=expansion.references,
+        digest=digest,
         local_dir=parent / alt,
+        in_sync=in_sync,
+        **lineage,
     )
-    if staged is not None and _unchanged(staged, rows, refs):
-        known = staged.md5s  # only the MD5s: the rest of the index may go
-        return replace(base, md5s=lambda: known, digest=staged.digest, in_sync=True)
-    md5s = _hash_files(rows, staged, hashes)
-    digest = sorted_rows_digest(zip(rows.keys, rows.sizes, md5s, strict=True), refs)
-    return replace(base, md5s=lambda: md5s, digest=digest)
 
 
 def reference_pairs(references: Sequence[Reference]) -> tuple[tuple[str, str], ...]:
@@ -122,21 +128,18 @@ def reference_pairs(references: Sequence[Reference]) -> tuple[tuple[str, str], .
 def _unchanged(staged: Staged, rows: FileList, refs: tuple[tuple[str, str], ...]) -> bool:
     """The fast path: the index holds exactly these rows, none racily clean."""
     newest = max(rows.ctimes, default=0)
-    return staged.references == refs and newest < staged.written_ns and staged.matches(rows)
+    return staged.references == refs and newest < staged.since_ns and staged.matches(rows)
 
 
 def _hash_files(files: FileList, staged: Staged | None, hashes: HashCache) -> Md5s:
     """Each file's MD5: the index's where its row is unchanged and trusted, the hash
     cache's, or read. Held as 16 raw bytes a file, not a string per file."""
-    raw = bytearray(16 * len(files))
-    todo: list[int] = []
-    indexed = _indexed_md5s(files, staged)
-    for i, f in enumerate(files):
-        md5 = next(indexed) or _hex_bytes(hashes.get(f.source, (f.size, f.changed_ns, f.inode)))
-        if md5 is None:
-            todo.append(i)
-        else:
-            raw[16 * i : 16 * i + 16] = md5
+    hashes.since_ns()  # the clock, before any file is read
+    if staged is None:
+        raw, unknown = bytearray(16 * len(files)), list(range(len(files)))
+    else:
+        raw, unknown = staged.vouched(files)
+    todo = _from_hash_cache(raw, files, unknown, hashes) if hashes.entries else unknown
     if todo:
         announce_hashing(len(todo), sum(files.sizes[i] for i in todo))
     big = [i for i in todo if files.sizes[i] >= BIG_FILE]
@@ -148,6 +151,21 @@ def _hash_files(files: FileList, staged: Staged | None, hashes: HashCache) -> Md
     return Md5s(bytes(raw))
 
 
+def _from_hash_cache(
+    raw: bytearray, files: FileList, unknown: list[int], hashes: HashCache
+) -> list[int]:
+    """Fill in the MD5s the hash cache holds for files at ``unknown``; the rest."""
+    todo: list[int] = []
+    sizes, ctimes, inodes = files.sizes, files.ctimes, files.inodes
+    for i in unknown:
+        md5 = hashes.get(files.source(i), (sizes[i], ctimes[i], inodes[i]))
+        if md5 is None:
+            todo.append(i)
+        else:
+            raw[16 * i : 16 * i + 16] = bytes.fromhex(md5)
+    return todo
+
+
 BIG_FILE = 4 * 1024 * 1024  # from here on a file is hashed beside another one
 HASH_THREADS = 2  # hashlib drops the GIL on big blocks: two cores, twice the speed
 
@@ -157,7 +175,7 @@ def _hash_into(raw: bytearray, files: FileList, todo: Iterator[int]) -> None:
     (faster than any pool for small files)."""
     buf = bytearray(CHUNK)
     for i in todo:
-        raw[16 * i : 16 * i + 16] = bytes.fromhex(md5_file(files.source(i), buf))
+        raw[16 * i : 16 * i + 16] = md5_raw(files.source(i), buf)
 
 
 def _hash_big_into(
@@ -190,39 +208,16 @@ def _hash_big_into(
             raise err
 
 
-def _hex_bytes(md5: str | None) -> bytes | None:
-    return None if md5 is None else bytes.fromhex(md5)
-
-
-def _indexed_md5s(files: FileList, staged: Staged | None) -> Iterator[bytes | None]:
-    """Per file, in order, the raw MD5 the index holds for exactly its row, or None.
-
-    Both are sorted by key, so one merge pass finds them without a mapping of every
-    row; an index out of order only costs re-hashing, never a wrong MD5.
-    """
-    if staged is None:
-        yield from repeat(None, len(files))
-        return
-    raw = staged.md5_bytes
-    rows = enumerate(staged.columns.iter_rows())
-    at = next(rows, None)
-    for f in files:
-        while at is not None and at[1][0] < f.key:
-            at = next(rows, None)
-        if at is not None and at[1] == f and staged.trusted(at[1]):
-            yield raw[16 * at[0] : 16 * at[0] + 16]
-        else:
-            yield None
-
-
-def snapshot(desired: Desired) -> Staged:
-    """The hash index entry that describes ``desired``'s files."""
+def snapshot(desired: Desired, since_ns: int) -> Staged:
+    """The hash index entry that describes ``desired``'s files, read after the file
+    system's clock said ``since_ns``."""
     return Staged.build(
         desired.alternative_name,
         desired.digest,
         desired.declared,
         desired.md5s(),
         reference_pairs(desired.references),
+        since_ns,
     )
 
 

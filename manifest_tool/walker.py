@@ -1,5 +1,10 @@
 """The directory walk behind dir and glob objects: one os.scandir recursion.
 
+Files come out sorted by key, so the caller's sort finds them in order: each
+directory's entries are sorted by name (a subdirectory as its name + "/", which is how
+its files' keys compare), and its files are added in runs between subdirectories.
+Each directory is read through its own descriptor, and its files stat'ed relative to
+it: the kernel then resolves one name per file, not the whole path.
 Symlinks and hidden names are handled per the object's policy; a followed link that
 leads back into the walk's own ancestry is reported, not followed forever, and links
 that reach one directory over and over (a fan-out: two links per level make 2**24
@@ -10,14 +15,54 @@ from __future__ import annotations
 
 import os
 import stat
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import NamedTuple, Protocol
 
 from .files import FileList
-from .model import LocalFile
 
 _NOTHING: frozenset[str] = frozenset()
+_NAME = attrgetter("name")
+# read a directory through a descriptor, where the platform can
+_BY_FD = os.scandir in os.supports_fd
+_DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 MAX_VISITS = 16  # times one real directory may be walked through different links
-_Dir = tuple[str, str, str, tuple[str, ...]]  # path, key prefix, realpath, link parents
+
+
+class _Entry(Protocol):
+    """A file to stat: an os.DirEntry, or a link already followed."""
+
+    @property
+    def name(self) -> str: ...
+    def stat(self, *, follow_symlinks: bool = ...) -> os.stat_result: ...
+
+
+class _Linked(NamedTuple):
+    """A symlink to a file, followed: its name, and its target's stat."""
+
+    name: str
+    target: os.stat_result
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        return self.target
+
+
+class _Dir(NamedTuple):
+    path: str
+    rel: str  # the key prefix of its files
+    real: str  # its realpath
+    link_parents: tuple[str, ...]  # realpaths of the links' directories on the way here
+
+
+class _Run(NamedTuple):
+    """Files of one directory, sorted by name, with no subdirectory between them."""
+
+    path: str
+    rel: str
+    names: list[str]
+    stats: list[os.stat_result]
 
 
 @dataclass
@@ -35,79 +80,101 @@ class Walker:
     visits: dict[str, int] = field(default_factory=dict)  # real directory -> times entered
     fanned_out: bool = False  # one report per walk, then no more links to directories
 
-    def walk(self, top: str) -> FileList:
-        """Every file below ``top``, keyed ``key_top`` + its path below top."""
+    def walk(self, top: str, real_top: str | None = None) -> FileList:
+        """Every file below ``top`` (whose realpath is ``real_top``), keyed ``key_top`` +
+        its path below top, by key."""
         found = FileList()
-        stack: list[_Dir] = [(top, self.key_top, os.path.realpath(top), ())]
+        real = real_top or os.path.realpath(top)
+        stack: list[_Dir | _Run] = [_Dir(top, self.key_top, real, ())]
         while stack:
-            directory = stack.pop()
+            item = stack.pop()
             try:
-                self._scan(directory, found, stack)
+                if isinstance(item, _Run):
+                    _add_run(item, found)
+                else:
+                    stack += reversed(self._scan(item))
             except OSError as err:
                 self.problems.append(
-                    f"cannot read directory '{self._shown(directory[1]) or '.'}': "
+                    f"cannot read directory '{self._shown(item.rel) or '.'}': "
                     f"{err.strerror} (check its permissions)"
                 )
         return found
 
-    def _scan(self, directory: _Dir, found: FileList, stack: list[_Dir]) -> None:
-        """One directory's files into ``found``, its subdirectories onto ``stack``.
+    def _scan(self, directory: _Dir) -> list[_Dir | _Run]:
+        """One directory's runs of files and its subdirectories, in key order.
 
-        The hot loop: each entry is seen once, with one lstat per file and nothing but
-        string concatenation for its key; its source path is the directory's prefix +
-        its name, which the file list rebuilds on demand instead of keeping.
+        The hot path: the files are picked out by the type the directory itself
+        records, then stat'ed together while the directory is open.
         """
+        path, rel, real, _ = directory
+        subdirs: list[tuple[str, _Dir]] = []
+        fd = os.open(path, _DIRECTORY) if _BY_FD else None
+        try:
+            with os.scandir(path if fd is None else fd) as listing:
+                entries = list(listing)
+            skip = self.skip_at_root if real == self.root_real else _NOTHING
+            if skip or self.hide:
+                entries = [e for e in entries if not self._skipped(e.name, skip)]
+            files: list[_Entry] = [e for e in entries if e.is_file(follow_symlinks=False)]
+            if len(files) < len(entries):
+                self._not_files(directory, entries, files, subdirs)
+            files.sort(key=_NAME)
+            names, stats = _stat_all(files)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        if not subdirs:
+            return [_Run(path, rel, names, stats)] if names else []
+        return _interleaved(path, rel, names, stats, sorted(subdirs))
+
+    def _skipped(self, name: str, skip: frozenset[str]) -> bool:
+        return name in skip or (self.hide and name[0] == ".")
+
+    def _not_files(
+        self,
+        directory: _Dir,
+        entries: list[os.DirEntry[str]],
+        files: list[_Entry],
+        subdirs: list[tuple[str, _Dir]],
+    ) -> None:
+        """The directory's entries that are not plain files: subdirectories onto
+        ``subdirs``, links per the policy, anything else a warning."""
         path, rel, real, link_parents = directory
-        skip = self.skip_at_root if real == self.root_real else _NOTHING
-        hide = self.hide
-        here = found.directory(path if path.endswith("/") else path + "/", len(rel))
-        # the file list's columns, appended to here: a method call per file costs a
-        # fifth of the walk
-        keys, dirs = found.keys.append, found.dir_of.append
-        sizes, ctimes, inodes = found.sizes.append, found.ctimes.append, found.inodes.append
-        with os.scandir(path) as entries:
-            for entry in entries:
-                name = entry.name
-                if name in skip or (hide and name[0] == "."):
-                    continue
-                if entry.is_file(follow_symlinks=False):
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue  # deleted since the directory was read: not declared
-                    keys(rel + name)
-                    dirs(here)
-                    sizes(st.st_size)
-                    ctimes(st.st_ctime_ns)
-                    inodes(st.st_ino)
-                elif entry.is_dir(follow_symlinks=False):
-                    stack.append((entry.path, f"{rel}{name}/", f"{real}/{name}", link_parents))
-                elif entry.is_symlink():
-                    self._link(entry, rel, (*link_parents, real), found, stack)
-                else:
-                    self.warnings.append(f"skipped '{self._shown(rel + name)}': not a file")
+        at = path if path.endswith("/") else path + "/"
+        for entry in entries:
+            name = entry.name
+            if entry.is_file(follow_symlinks=False):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                sub = _Dir(at + name, f"{rel}{name}/", f"{real}/{name}", link_parents)
+                subdirs.append((name + "/", sub))
+            elif entry.is_symlink():
+                self._link(at + name, rel, (*link_parents, real), files, subdirs)
+            else:
+                self.warnings.append(f"skipped '{self._shown(rel + name)}': not a file")
 
     def _shown(self, key: str) -> str:
         return self.shown_top + key[len(self.key_top) :]
 
     def _link(
         self,
-        entry: os.DirEntry[str],
+        link: str,
         parent_rel: str,
         parents: tuple[str, ...],
-        found: FileList,
-        stack: list[_Dir],
+        files: list[_Entry],
+        subdirs: list[tuple[str, _Dir]],
     ) -> None:
-        rel = parent_rel + entry.name
+        name = os.path.basename(link)
+        rel = parent_rel + name
         shown = self._shown(rel)
         if self.symlinks == "skip":
             return
         if self.symlinks == "error":
             self.problems.append(f"'{shown}' is a symlink (remove it, or set symlinks: skip)")
             return
-        target = os.path.realpath(entry.path)
+        target = os.path.realpath(link)
         try:
-            st = os.stat(entry.path)
+            st = os.stat(link)
         except OSError:
             self.problems.append(f"symlink '{shown}' is broken (fix or remove it)")
             return
@@ -120,9 +187,9 @@ class Walker:
             if any(inside(p, target) for p in parents):
                 self.problems.append(f"symlink '{shown}' loops back to '{target}' (remove it)")
             elif self._revisit(target, shown):
-                stack.append((entry.path, rel + "/", target, parents))
+                subdirs.append((name + "/", _Dir(link, rel + "/", target, parents)))
         elif stat.S_ISREG(st.st_mode):
-            found.append(LocalFile(rel, entry.path, st.st_size, st.st_ctime_ns, st.st_ino))
+            files.append(_Linked(name, st))
         else:
             self.warnings.append(f"skipped '{shown}': not a file")
 
@@ -141,6 +208,56 @@ class Walker:
 
 def inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def _interleaved(
+    path: str,
+    rel: str,
+    names: list[str],
+    stats: list[os.stat_result],
+    subdirs: list[tuple[str, _Dir]],
+) -> list[_Dir | _Run]:
+    """Runs of files (sorted by name) and ``subdirs`` (sorted by name + "/"), merged
+    into the order of their keys."""
+    out: list[_Dir | _Run] = []
+    at = 0
+    for key, sub in subdirs:
+        cut = bisect_left(names, key, at)
+        if cut > at:
+            out.append(_Run(path, rel, names[at:cut], stats[at:cut]))
+        out.append(sub)
+        at = cut
+    if at < len(names):
+        out.append(_Run(path, rel, names[at:], stats[at:]))
+    return out
+
+
+def _stat_all(files: list[_Entry]) -> tuple[list[str], list[os.stat_result]]:
+    """Names and stats of ``files``; a file deleted since its directory was read is
+    left out: it is not declared any more."""
+    try:
+        return [f.name for f in files], [f.stat(follow_symlinks=False) for f in files]
+    except FileNotFoundError:
+        names, stats = [], []
+        for f in files:
+            try:
+                stats.append(f.stat(follow_symlinks=False))
+            except FileNotFoundError:
+                continue
+            names.append(f.name)
+        return names, stats
+
+
+def _add_run(run: _Run, found: FileList) -> None:
+    """A run's files into ``found``'s columns, a column at a time (a method call per
+    file and column cost a fifth of the walk)."""
+    path, rel, names, stats = run
+    here = found.directory(path if path.endswith("/") else path + "/", len(rel))
+    found.keys += [rel + name for name in names]
+    found.dir_of += array("I", [here]) * len(names)
+    found.sizes += array("q", [st.st_size for st in stats])
+    found.ctimes += array("q", [st.st_ctime_ns for st in stats])
+    found.inodes += array("Q", [st.st_ino for st in stats])
 
 
 def plain_files(root: str | os.PathLike[str]) -> list[tuple[str, str]]:

@@ -9,8 +9,9 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .cache import HashCache, load_staged, save_staged
+from .cache import HashCache, StagedIndex, index_path
 from .config import resolve_remote_url
+from .files import as_file_list
 from .identity import new_identity, valid_alternative_name
 from .listing import SealedListings
 from .localdir import write_atomic
@@ -116,16 +117,19 @@ def make_plan(
         specs = tuple(replace(s, keep_versions=keep) if s.versioned else s for s in specs)
     expansions = expansions or expand_all(ws.manifest, specs)
     lock, hashes = ws.lock(), HashCache(ws.cache_dir / "hashes")
+    index = StagedIndex(index_path(ws.cache_dir, ws.manifest.path))
     # per manifest: two manifests in one directory may declare artifacts of one name
     minted = MintedIdentities(ws.cache_dir / "identities" / f"{ws.manifest.path.name}.json")
     minted.forget_recorded(lock)
     chosen = {**minted.known, **(identities or {})}
+    known = _Known(lock, chosen, minted, hashes, index, ws.artifacts_dir)
     desired: dict[str, Desired] = {}
     for spec in specs:
-        desired[spec.name] = _desired(ws, spec, expansions[spec.name], lock, chosen, minted, hashes)
+        desired[spec.name] = _desired(ws, spec, expansions[spec.name], known)
     hashes.save()
+    index.save({a.name for a in ws.manifest.artifacts})
     plans = [
-        replace(ap, lock_change=lock_change(ap, lock))
+        _with_lock_change(ap, lock)
         for ap in plan_artifacts(ws.remote, desired, ws.user, minted.mint, ws.sealed)
     ]
     minted.save()
@@ -166,15 +170,20 @@ def _node_above(folder: str, nodes: Mapping[str, str]) -> str | None:
     return None
 
 
-def _desired(
-    ws: Workspace,
-    spec: ArtifactSpec,
-    expansion: Expansion,
-    lock: Mapping[str, LockEntry],
-    chosen: Mapping[str, Identity],
-    minted: MintedIdentities,
-    hashes: HashCache,
-) -> Desired:
+@dataclass(frozen=True)
+class _Known:
+    """What a plan knows before it looks at any artifact."""
+
+    lock: Mapping[str, LockEntry]
+    chosen: Mapping[str, Identity]  # identities minted before, or a saved plan's
+    minted: MintedIdentities
+    hashes: HashCache
+    index: StagedIndex
+    artifacts_dir: Path
+
+
+def _desired(ws: Workspace, spec: ArtifactSpec, expansion: Expansion, known: _Known) -> Desired:
+    lock, chosen, hashes, index = known.lock, known.chosen, known.hashes, known.index
     name, folder = spec.name, absolute_folder(spec.folder, ws.user)
     entry, moved_from = lock.get(name), ""
     old_name = ws.manifest.moved.get(name)
@@ -186,25 +195,30 @@ def _desired(
         retired, entry = entry, None  # a new node, under a new identity
     elif entry is not None and moved_from:
         previous = entry.remote.get("path") or f"{folder}/{moved_from}"
-    identity = choose_identity(spec, entry, chosen.get(name), minted.mint)
-    staged = load_staged(ws.cache_dir, name)
-    d = desired_state(spec, expansion, identity, ws.user, staged, hashes, ws.artifacts_dir)
-    if not d.in_sync:  # keep what was hashed, so the next plan only stats
-        save_staged(ws.cache_dir, name, snapshot(d))
-        hashes.forget(f.source for f in d.declared)
+    identity = choose_identity(spec, entry, chosen.get(name), known.minted.mint)
     adopt = entry is None or entry.alternativeName != identity[0]
     pending = chosen.get(name)
     upcoming = pending if spec.versioned and not adopt and pending != identity else None
-    return replace(
-        d, previous_path=previous, moved_from=moved_from, retired=retired, adopt=adopt,
+    d = desired_state(
+        spec, expansion, identity, ws.user, index.get(name), hashes, known.artifacts_dir,
+        previous_path=previous, moved_from=moved_from, retired=retired, adopt=adopt,
         next_identity=upcoming,
     )  # fmt: skip
+    if not d.in_sync:  # keep what was hashed, so the next plan only stats
+        index.put(name, snapshot(d, hashes.since_ns()))
+        hashes.forget(as_file_list(d.declared).sources())
+    return d
 
 
 def _elsewhere(entry: LockEntry, folder: str, url: str) -> bool:
     """The lock records this artifact's node on this remote, in another folder."""
     path, host = entry.remote.get("path"), entry.remote.get("host")
     return bool(path) and host in (None, "", url) and str(path).rpartition("/")[0] != folder
+
+
+def _with_lock_change(ap: ArtifactPlan, lock: Mapping[str, LockEntry]) -> ArtifactPlan:
+    change = lock_change(ap, lock)
+    return ap if change == ap.lock_change else replace(ap, lock_change=change)
 
 
 def lock_change(ap: ArtifactPlan, lock: Mapping[str, LockEntry]) -> bool:

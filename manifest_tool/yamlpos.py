@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-import yaml
+if TYPE_CHECKING:  # imported where used: a plan that finds its parse cached never needs it
+    import yaml
 
 JsonPath = tuple[str | int, ...]
 Pos = tuple[int, int]  # 1-based line and column
@@ -20,8 +21,6 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 # A manifest may come from anyone: aliases can expand a small file exponentially (a
 # "billion laughs") and deep nesting exhausts the parser's recursion. Real manifests
 # stay far below both.
-# libyaml's loader when PyYAML was built with it (the wheels are), else None
-FAST_LOADER: Any = getattr(yaml, "CSafeLoader", None)
 MAX_DEPTH = 64
 MAX_VALUES = 200_000  # mappings, sequences and scalars built, aliases counted each time
 
@@ -63,15 +62,27 @@ def parse(text: str) -> Document:
     scanner; a document it refuses is read again by the Python loader, whose error
     texts (and hints) are the ones users see and the tests pin.
     """
-    if FAST_LOADER is not None:
+    import yaml
+
+    fast = fast_loader()
+    if fast is not None:
         try:
-            return _parse(text, FAST_LOADER)
+            return _parse(text, fast)
         except YamlSyntaxError:
             pass
     return _parse(text, yaml.SafeLoader)
 
 
+def fast_loader() -> Any:
+    """libyaml's loader when PyYAML was built with it (the wheels are), else None."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", None)
+
+
 def _parse(text: str, loader_class: Any) -> Document:
+    import yaml
+
     loader = loader_class(text)
     try:
         node = loader.get_single_node()
@@ -93,8 +104,15 @@ def _parse(text: str, loader_class: Any) -> Document:
 
 def safe_load(text: str) -> Any:
     """``yaml.safe_load`` through libyaml where available (a 1,000-entry lock: 0.9 s
-    with the Python scanner, 0.08 s with libyaml)."""
-    return yaml.load(text, Loader=FAST_LOADER or yaml.SafeLoader)
+    with the Python scanner, 0.08 s with libyaml); YamlSyntaxError if it is not YAML."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=fast_loader() or yaml.SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        raise YamlSyntaxError(_pos(err.problem_mark), _syntax_message(err)) from None
+    except yaml.YAMLError as err:
+        raise YamlSyntaxError((1, 1), str(err)) from None
 
 
 def format_path(path: JsonPath) -> str:
@@ -113,9 +131,10 @@ def format_path(path: JsonPath) -> str:
 def _build(loader: yaml.SafeLoader, node: yaml.Node, path: JsonPath, doc: Document) -> object:
     _check_limits(node, path, doc)
     doc.values[path] = _pos(node.start_mark)
-    if isinstance(node, yaml.MappingNode):
-        return _build_mapping(loader, node, path, doc)
-    if isinstance(node, yaml.SequenceNode):
+    kind = getattr(node, "id", "")  # "scalar", "sequence" or "mapping"
+    if kind == "mapping":
+        return _build_mapping(loader, cast("yaml.MappingNode", node), path, doc)
+    if kind == "sequence":
         return [_build(loader, item, (*path, i), doc) for i, item in enumerate(node.value)]
     return _scalar(loader, node)
 

@@ -267,7 +267,8 @@ def test_damaged_inputs_are_one_line_errors(project: Project, cli: Cli) -> None:
     (project.root / "artifacts.lock").unlink()
     cache = project.root / ".em/cache"
     cache.mkdir(parents=True, exist_ok=True)
-    (cache / "valid-manifest").write_bytes(b"\xff\xfe")
+    (cache / "valid").mkdir(exist_ok=True)
+    (cache / "valid" / "artifacts.yaml").write_bytes(b"\xff\xfe")
     (cache / "hashes").unlink(missing_ok=True)
     (cache / "hashes").mkdir()
     (cache / "users.json").write_text('{"x": "alice/x"}')

@@ -7,13 +7,14 @@ returns either the plan or the one read it still needs; no remote is involved he
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from manifest_tool.cache import HashCache, load_staged, save_staged
+from manifest_tool.cache import HashCache, Staged, StagedIndex
 from manifest_tool.errors import MissingSource
 from manifest_tool.hashing import content_digest, md5_bytes
 from manifest_tool.lockfile import LockEntry
@@ -66,7 +67,7 @@ def desired(
         expansion(root, files, refs),
         (spec.alternative_name or ALT, CREATED),
         USER,
-        load_staged(root / "cache", spec.name),
+        StagedIndex(root / "cache" / "index").get(spec.name),
         hashes or HashCache(root / "cache" / "hashes"),
         root / "artifacts",
     )
@@ -152,10 +153,67 @@ def test_big_files_hashed_side_by_side_give_the_same_md5s_and_errors(tmp_path: P
 
 
 def test_an_indexed_unchanged_tree_hashes_nothing(tmp_path: Path) -> None:
-    first = desired(tmp_path)
-    save_staged(tmp_path / "cache", "ds", snapshot(first))
+    hashes = HashCache(tmp_path / "cache" / "hashes")
+    first = desired(tmp_path, hashes=hashes)
+    index = StagedIndex(tmp_path / "cache" / "index")
+    index.put("ds", snapshot(first, hashes.since_ns() + 1))  # as if read a tick later
+    index.save({"ds"})
     again = desired(tmp_path, hashes=HashCache(tmp_path / "nowhere"))
     assert again.in_sync and again.digest == first.digest
+
+
+def _indexed_with_marked_md5s(tmp_path: Path, files: dict[str, bytes]) -> Staged:
+    """An index entry of ``files`` whose MD5s are marks (b"\x01" * 16, ...) rather than
+    the real ones: an MD5 the plan takes from the index shows as its mark."""
+    first = desired(tmp_path, files)
+    time.sleep(0.05)  # later than the files' ctime: their rows are trusted
+    staged = snapshot(first, HashCache(tmp_path / "cache" / "clock-only").since_ns())
+    return replace(staged, md5_bytes=b"".join(bytes([i + 1]) * 16 for i in range(len(files))))
+
+
+def _mark(i: int) -> str:
+    return (bytes([i + 1]) * 16).hex()
+
+
+def _state(root: Path, exp: Expansion, staged: Staged) -> list[str]:
+    d = desired_state(ArtifactSpec(name="ds"), exp, (ALT, CREATED), USER, staged,
+                      HashCache(root / "nowhere"), root)  # fmt: skip
+    return list(d.md5s())
+
+
+@pytest.mark.parametrize("change", ["one edited", "edited, removed and added"])
+def test_the_index_vouches_for_unchanged_rows_only(tmp_path: Path, change: str) -> None:
+    files = {"a.txt": b"alpha\n", "b.txt": b"bravo\n", "c.txt": b"charlie\n"}
+    staged = _indexed_with_marked_md5s(tmp_path, files)
+    now = {**files, "b.txt": b"BRAVO!\n"}
+    if change != "one edited":
+        del now["c.txt"]
+        (tmp_path / "src" / "c.txt").unlink()
+        now["d.txt"] = b"delta\n"
+    got = _state(tmp_path, expansion(tmp_path, now), staged)
+    expected = [_mark(0), md5_bytes(b"BRAVO!\n")]
+    expected += [_mark(2)] if change == "one edited" else [md5_bytes(b"delta\n")]
+    assert got == expected
+
+
+def test_the_index_does_not_vouch_for_a_moved_source_or_a_racy_row(tmp_path: Path) -> None:
+    """A renamed directory keeps its files' size, ctime and inode, not their paths;
+    a row as new as the entry's clock might have changed again unseen."""
+    staged = _indexed_with_marked_md5s(tmp_path, FILES)
+    exp = expansion(tmp_path, FILES)
+    assert _state(tmp_path, exp, staged) == [_mark(0), _mark(1)]
+    (tmp_path / "src").rename(tmp_path / "moved")
+    moved = tuple(f._replace(source=f.source.replace("/src/", "/moved/")) for f in exp.files)
+    real = [md5_bytes(v) for _, v in sorted(FILES.items())]
+    assert _state(tmp_path, Expansion(moved, ()), staged) == real
+    newest = max(f.changed_ns for f in exp.files)
+    racy = replace(staged, since_ns=newest)
+    assert _state(tmp_path, Expansion(moved, ()), racy) == real
+    back = tuple(f._replace(source=f.source.replace("/moved/", "/src/")) for f in moved)
+    (tmp_path / "moved").rename(tmp_path / "src")
+    trusted = [_mark(i) if f.changed_ns < newest else real[i] for i, f in enumerate(back)]
+    assert real[-1] in trusted  # the newest at least is read again
+    assert _state(tmp_path, Expansion(back, ()), racy) == trusted
 
 
 def test_references_count_in_the_digest(tmp_path: Path) -> None:

@@ -530,3 +530,26 @@ def test_reference_keys_follow_the_documented_rule(tmp_path: Path) -> None:
     with pytest.raises(ManifestInvalid) as err:
         load_manifest(tmp_path / "artifacts.yaml")
     assert "has no file name to use as its object path" in str(err.value)
+
+
+def test_a_walk_yields_its_files_in_key_order(root: Path) -> None:
+    """Files beside directories whose names sort around them ('-' < '.' < '/' < '0'),
+    and links to a directory and a file: the walk's own order is the keys' order, so the
+    expansion needs no sort, and the sources follow their keys."""
+    touch(root, "d/x-1", "d/x.d/f", "d/x.txt", "d/x/f", "d/x0", "d/x/y/z", "d/x/a", "d/w")
+    (root / "d" / "x.e").symlink_to(root / "d" / "x")
+    (root / "d" / "x.f").symlink_to(root / "d" / "x.txt")
+    from manifest_tool.walker import Walker
+
+    walker = Walker(os.path.realpath(root), frozenset(), "follow", False, "k/", "d/")
+    found = walker.walk(str(root / "d"))
+    expected = [
+        "k/w", "k/x-1", "k/x.d/f", "k/x.e/a", "k/x.e/f", "k/x.e/y/z", "k/x.f", "k/x.txt",
+        "k/x/a", "k/x/f", "k/x/y/z", "k/x0",
+    ]  # fmt: skip
+    assert found.keys == expected == sorted(expected)
+    assert found.sorted() is found
+    assert [os.path.relpath(s, root) for s in found.sources()] == [
+        "d/" + k[2:] for k in expected
+    ]
+    assert keys(expanded(root, "- dir: d\n")) == [f"d/{k[2:]}" for k in expected]
