@@ -481,8 +481,8 @@ def read(
     sealed: SealedListings | None = None,
 ) -> Any:
     """One read ``decide`` asked for (``reads``: those made already; ``sealed``: the
-    listings behind digests this checkout sealed, read instead of the remote's when
-    the node read claims one of them)."""
+    rows this checkout sealed into nodes, used instead of a listing when the node read
+    is still at the revision of that seal)."""
     kind, path = what
     if kind == "node":
         return remote.node_info(path)
