@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -64,6 +65,10 @@ from .versions import (
 )
 
 OnUpload = Callable[[Upload], None]
+LOCK_EVERY_S = 1.0  # at most this long between lock writes of finished records
+# objects from which an artifact's sealed rows are kept: a smaller one is listed in
+# one request, cheaper than a cache file written (and synced) per artifact
+REMEMBER_FROM = 1000
 History = Callable[[Desired], list[dict[str, Any]]]
 
 
@@ -105,13 +110,19 @@ class Applier:
     sealed: SealedListings | None = None  # where the rows behind each seal are kept
     results: list[Applied] = field(default_factory=list)
     made: set[str] = field(default_factory=set)  # ids of the nodes this apply created
+    pending: bool = False  # a record in self.lock not written to the lock file yet
+    written_at: float = 0.0  # time.monotonic() of the last lock write
 
     def apply(self, plan: Plan) -> list[Applied]:
         if plan.errors:
             first = plan.errors[0]
             raise ManifestToolError(f"artifact '{first.name}': {first.full_message}")
-        for ap in plan.artifacts:
-            self.results.append(self._one(ap))
+        try:
+            for ap in plan.artifacts:
+                self.results.append(self._one(ap))
+        finally:
+            if self.pending:  # what was done is recorded, even when a later step fails
+                self._save_lock()
         return self.results
 
     def _one(self, ap: ArtifactPlan) -> Applied:
@@ -250,11 +261,12 @@ class Applier:
     def _remember(self, d: Desired, node: Node, replaced: str) -> None:
         """Keep the rows just sealed into ``node``, so that the next plan of a change
         diffs against them instead of listing the node (see listing.py)."""
-        if self.sealed is not None and node.revision is not None:
-            keys, sizes, md5s = declared_columns(d)
-            refs = reference_pairs(d.references)
-            rows = Sealed(d.digest, node.id, node.revision, keys, sizes, md5s, refs)
-            self.sealed.put(rows, previous=replaced)
+        if self.sealed is None or node.revision is None or len(d.declared) < REMEMBER_FROM:
+            return
+        keys, sizes, md5s = declared_columns(d)
+        refs = reference_pairs(d.references)
+        rows = Sealed(d.digest, node.id, node.revision, keys, sizes, md5s, refs)
+        self.sealed.put(rows, previous=replaced)
 
     # -- versions: build and seal beside F/N, then move in (see planversions.py) --------
     def _version(self, ap: ArtifactPlan, d: Desired) -> Applied:
@@ -387,11 +399,21 @@ class Applier:
             self.lock[d.retired.remote["path"]] = d.retired
         self.lock.pop(ap.path, None)  # this node is declared again: no longer an orphan
         self.lock[name] = entry
-        self._save_lock()
+        self._save_lock(urgent=False)
 
-    def _save_lock(self) -> None:
-        if self.lock_file is not None:
-            write_lock(self.lock_file, self.lock)
+    def _save_lock(self, urgent: bool = True) -> None:
+        """Write the lock. A record of a finished artifact may wait up to a second
+        (written at the latest when apply ends, even by an error): its identity is in
+        the lock already, and a record lost to a kill is what the next plan repairs
+        from the node. Writing the whole lock after each of 1,000 artifacts made their
+        first apply grow with the square of their number."""
+        if self.lock_file is None:
+            return
+        if not urgent and time.monotonic() - self.written_at < LOCK_EVERY_S:
+            self.pending = True
+            return
+        write_lock(self.lock_file, self.lock)
+        self.pending, self.written_at = False, time.monotonic()
 
 
 def _lock_remote(entry: dict[str, str]) -> dict[str, str]:

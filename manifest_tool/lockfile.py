@@ -7,6 +7,7 @@ nothing. Written atomically; a corrupt lock is reported, never half-trusted.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -38,8 +39,24 @@ def lock_text(entries: dict[str, LockEntry]) -> str:
     """
     if not entries:
         return "version: 1\nartifacts: {}\n"
-    parts = [_entry_text(name, _key(e)) for name, e in sorted(entries.items())]
+    parts = [_text_of(name, e) for name, e in sorted(entries.items())]
     return "version: 1\nartifacts:\n" + "".join(parts)
+
+
+# name -> (the entry last written under it, its text). Entries are frozen and replaced,
+# never changed, so the same object has the same text: a write of 1,000 entries looks
+# up 1,000 objects instead of building and hashing 1,000 keys (a first apply of 1,000
+# artifacts writes the lock 2,000 times).
+_LAST: dict[str, tuple[LockEntry, str]] = {}
+
+
+def _text_of(name: str, entry: LockEntry) -> str:
+    last = _LAST.get(name)
+    if last is not None and last[0] is entry:
+        return last[1]
+    text = _entry_text(name, _key(entry))
+    _LAST[name] = (entry, text)
+    return text
 
 
 Key = tuple[str, str, str, tuple[tuple[str, str], ...], int]
@@ -102,7 +119,33 @@ def _entry(value: dict[str, Any]) -> LockEntry:
 
 
 def write_lock(path: Path, entries: dict[str, LockEntry]) -> None:
-    body = lock_text(entries).encode()
-    if path.exists() and path.read_bytes() == HEADER + body:
+    data = HEADER + lock_text(entries).encode()
+    if _on_disk(path) == data:
         return  # unchanged: leave the file (and its mtime) alone
-    write_atomic(path, HEADER + body)
+    write_atomic(path, data)
+    with suppress(OSError):
+        _WRITTEN[path] = (_stamp(path), data)
+
+
+# path -> (stat of the lock as this process last wrote it, its bytes): a file still at
+# that stat need not be read back to compare
+_WRITTEN: dict[Path, tuple[tuple[int, int, int], bytes]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _on_disk(path: Path) -> bytes | None:
+    try:
+        stamp = _stamp(path)
+    except OSError:
+        return None
+    known = _WRITTEN.get(path)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None

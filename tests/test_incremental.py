@@ -26,7 +26,7 @@ from manifest_tool.remotes import Remote as RemoteApi
 from manifest_tool.remotes.base import ObjectInfo, Upload
 from manifest_tool.workspace import make_plan, open_workspace
 
-FILES = 120
+FILES = 1200  # from 1,000 objects the sealed rows are kept (apply.REMEMBER_FROM)
 
 
 @pytest.fixture(params=["file", "http", "replicas"])
