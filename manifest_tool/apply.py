@@ -20,7 +20,6 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from .errors import (
 )
 from .files import FileList
 from .listing import Sealed, SealedListings
+from .listing import ascending as _ascending
 from .localdir import read_yaml, write_yaml_atomic
 from .lockfile import LockEntry, write_lock
 from .plan import UPLOADING, ArtifactPlan, Desired, Plan
@@ -480,10 +480,6 @@ class Uploads:
         declared = self.desired.declared
         sizes = declared.sizes if isinstance(declared, FileList) else [f.size for f in declared]
         return sum(sizes[at] for at in self._positions())
-
-
-def _ascending(keys: Iterable[str]) -> bool:
-    return all(a < b for a, b in pairwise(keys))
 
 
 def _uploads(

@@ -15,6 +15,7 @@ one entry.
 from __future__ import annotations
 
 import marshal
+import operator
 import os
 import re
 import stat
@@ -23,7 +24,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import islice, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,9 @@ class Listing:
 
 
 def ascending(keys: Sequence[str]) -> bool:
-    return all(a < b for a, b in pairwise(keys))
+    """Whether ``keys`` are strictly ascending: compared pairwise in C (a generator of
+    pairs costs a tenth of a second for 300,000 keys)."""
+    return all(map(operator.lt, keys, islice(keys, 1, None)))
 
 
 BLOCK = 1024  # rows compared at once by edited_in_place
@@ -188,8 +191,9 @@ class SealedListings:
             "format": FORMAT,
             "node": sealed.node,
             "revision": sealed.revision,
-            "keys": list(sealed.keys),
-            "sizes": array("q", sealed.sizes).tobytes(),
+            # the columns as they are where they can be: 300,000 rows are megabytes
+            "keys": sealed.keys if isinstance(sealed.keys, list) else list(sealed.keys),
+            "sizes": _column_bytes(sealed.sizes),
             "md5s": raw,
             "references": [list(r) for r in sealed.references],
         }
@@ -199,6 +203,12 @@ class SealedListings:
         if old is not None and old != path:
             with suppress(OSError):
                 old.unlink()
+
+
+def _column_bytes(sizes: Sequence[int]) -> bytes:
+    return sizes.tobytes() if isinstance(sizes, array) and sizes.typecode == "q" else (
+        array("q", sizes).tobytes()
+    )
 
 
 def _read_regular(path: Path) -> bytes:
