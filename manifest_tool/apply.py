@@ -109,9 +109,10 @@ class Applier:
     local_copies: bool = True  # keep metadata.yaml/references.yaml in .em/artifacts/<alt>/
     sealed: SealedListings | None = None  # where the rows behind each seal are kept
     results: list[Applied] = field(default_factory=list)
-    made: set[str] = field(default_factory=set)  # ids of the nodes this apply created
-    pending: bool = False  # a record in self.lock not written to the lock file yet
-    written_at: float = 0.0  # time.monotonic() of the last lock write
+    # state of one apply, not options
+    made: set[str] = field(default_factory=set, init=False)  # ids of nodes created here
+    pending: bool = field(default=False, init=False)  # a record not in the lock file yet
+    written_at: float = field(default=0.0, init=False)  # monotonic time of the last write
 
     def apply(self, plan: Plan) -> list[Applied]:
         if plan.errors:

@@ -20,6 +20,7 @@ import gc
 import hashlib
 import marshal
 import os
+import stat
 from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -28,7 +29,7 @@ from functools import cached_property
 from itertools import count
 from operator import eq
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, BinaryIO, overload
 
 from .files import FileList, as_file_list
 from .localdir import write_atomic
@@ -50,6 +51,31 @@ def gc_paused() -> Iterator[None]:
 
 
 _WHOLE_READ = 4 * 1024 * 1024
+MAX_CACHE_FILE = 1 << 30  # bytes: an index of 300,000 files takes tens of MB
+
+
+@contextmanager
+def open_cache_file(path: Path) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+    """A file under ``.em/cache`` opened for reading, with its stat, if it is a regular
+    file of sane size. Anything else put there (a FIFO, a link to a device) must not
+    hang or flood a plan: OSError, which every reader takes as a miss."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_CACHE_FILE:
+            raise OSError(f"{path} is not a cache file")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        yield fh, st
+
+
+def read_cache_text(path: Path) -> str:
+    """A small cache file's text (``open_cache_file``'s checks; OSError or
+    UnicodeDecodeError, a ValueError, when it is not one)."""
+    with open_cache_file(path) as (fh, _):
+        return fh.read().decode()
 
 
 def _load(path: Path) -> tuple[Any, int]:
@@ -60,8 +86,7 @@ def _load(path: Path) -> tuple[Any, int]:
     the same clock tick without changing its stat, so such entries are not trusted.
     """
     try:
-        with open(path, "rb") as fh, gc_paused():
-            st = os.fstat(fh.fileno())
+        with open_cache_file(path) as (fh, st), gc_paused():
             written = st.st_mtime_ns
             # marshal.load reads a file object by object: slow for many small ones (a
             # parsed manifest), while the long columns of a big index go straight into
@@ -412,9 +437,14 @@ def fs_now_ns(cache_dir: Path) -> int:
     marker = cache_dir / "clock"
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        with open(marker, "ab") as fh:
-            os.utime(fh.fileno())
-            return os.fstat(fh.fileno()).st_mtime_ns
+        # not blocking, not through a link: a FIFO put there fails (ENXIO), not waits
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | os.O_NOFOLLOW
+        fd = os.open(marker, flags, 0o644)
+        try:
+            os.utime(fd)
+            return os.fstat(fd).st_mtime_ns
+        finally:
+            os.close(fd)
     except OSError:
         return 0
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import marshal
 import operator
-import os
 import re
-import stat
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
@@ -28,15 +26,13 @@ from itertools import islice, pairwise
 from pathlib import Path
 from typing import Any
 
-from .cache import Md5s
+from .cache import Md5s, open_cache_file
 from .hashing import sorted_rows_digest
 from .localdir import write_atomic
 from .paths import RESERVED_ROOT_NAMES
-from .reading import read_fd
 from .remotes.base import Node, ObjectInfo
 
 FORMAT = 2
-MAX_ENTRY = 512 * 1024 * 1024  # bytes: 300,000 rows take about 15 MB
 DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
 
 
@@ -167,7 +163,8 @@ class SealedListings:
         if path is None or node.revision is None:
             return None
         try:
-            data = marshal.loads(_read_regular(path))
+            with open_cache_file(path) as (fh, _):
+                data = marshal.loads(fh.read())
         except (OSError, EOFError, ValueError, TypeError):
             data = None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -209,19 +206,6 @@ def _column_bytes(sizes: Sequence[int]) -> bytes:
     return sizes.tobytes() if isinstance(sizes, array) and sizes.typecode == "q" else (
         array("q", sizes).tobytes()
     )
-
-
-def _read_regular(path: Path) -> bytes:
-    """A cache file's bytes, if it is a regular file of sane size: a FIFO or a link to
-    a device put there must not hang or flood a plan (OSError otherwise)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENTRY:
-            raise OSError(f"{path} is not a cache file")
-        return read_fd(fd, st.st_size)
-    finally:
-        os.close(fd)
 
 
 def _listing(data: dict[str, Any], digest: str) -> Listing | None:

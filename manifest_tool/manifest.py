@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from .cache import parsed
+from .cache import parsed, read_cache_text
 from .errors import InvalidInput, ManifestInvalid
 from .localdir import write_atomic
 from .model import ArtifactSpec, Manifest, ObjectKind, ObjectSpec
@@ -63,7 +63,7 @@ def _schema_problems(path: Path, data: Any, problems: _Problems, failed: set[Jso
     marker = _known_valid_file(path)
     fingerprint = _fingerprint(data)
     try:
-        if marker.read_text() == fingerprint:
+        if read_cache_text(marker) == fingerprint:
             return
     except (OSError, ValueError):  # absent or damaged: validate
         pass

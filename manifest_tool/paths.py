@@ -12,10 +12,18 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+from collections.abc import Iterable
 
 from .errors import InvalidInput
 
 RESERVED_ROOT_NAMES = frozenset({"metadata.yaml", "references.yaml"})
+
+
+def touches_content(keys: Iterable[str]) -> bool:
+    """Whether writing or deleting ``keys`` changes an artifact's content: any key but
+    its own metadata files does (docs/protocol.md: the objects revision moves one
+    step and the digest goes; the server and a client counting its writes agree)."""
+    return not all(k in RESERVED_ROOT_NAMES for k in keys)
 
 
 def resolve_obj_path(source: str, obj_path: str | None) -> str:

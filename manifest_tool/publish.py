@@ -18,7 +18,7 @@ from typing import Any
 from .errors import ConflictError, InvalidInput, NameConflict, RevisionMismatch
 from .hashing import listed_rows_digest, rows_digest
 from .model import CONFLICT_STRATEGIES
-from .paths import RESERVED_ROOT_NAMES
+from .paths import RESERVED_ROOT_NAMES, touches_content
 from .remotes.base import ARTIFACT, FOLDER, Node, Remote, Upload, content_writes, each_object
 
 Progress = Callable[[Upload], None]
@@ -96,8 +96,8 @@ def fresh_mark(remote: Remote, node: Node) -> WriteMark | None:
     mark = write_mark(remote, node)
     if mark is None:
         return None
-    if any(o.path not in RESERVED_ROOT_NAMES for o in each_object(remote, node.path)):
-        return None
+    if touches_content(o.path for o in each_object(remote, node.path)):
+        return None  # someone's objects are in it already
     return mark
 
 

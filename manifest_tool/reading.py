@@ -1,4 +1,4 @@
-"""Reading a user's small files whole, for upload, and our own cache files."""
+"""Reading a user's small files whole, for upload."""
 
 from __future__ import annotations
 
@@ -12,14 +12,9 @@ def read_at_most(path: str | Path, limit: int) -> bytes:
     Errors are the OSError raised, for the caller to word."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        return read_fd(fd, limit)
+        data = os.read(fd, limit)
+        while len(data) < limit and (more := os.read(fd, limit - len(data))):
+            data += more
+        return data
     finally:
         os.close(fd)
-
-
-def read_fd(fd: int, limit: int) -> bytes:
-    """Up to ``limit`` bytes from an open descriptor (short reads are read on)."""
-    data = os.read(fd, limit)
-    while len(data) < limit and (more := os.read(fd, limit - len(data))):
-        data += more
-    return data

@@ -9,7 +9,7 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .cache import HashCache, StagedIndex, index_path
+from .cache import HashCache, StagedIndex, index_path, read_cache_text
 from .config import resolve_remote_url
 from .files import as_file_list
 from .identity import new_identity, valid_alternative_name
@@ -83,7 +83,7 @@ def _whoami(remote: Remote, cache: Path) -> str:
     if identity is None:  # the embedded store knows its user without asking
         return remote.whoami()
     try:
-        known = json.loads(cache.read_text())
+        known = json.loads(read_cache_text(cache))
     except (OSError, ValueError):
         known = {}
     if not isinstance(known, dict):
@@ -270,7 +270,7 @@ class MintedIdentities:
         self.known: dict[str, Identity] = {}
         self.dirty = False
         with suppress(OSError, ValueError, TypeError, AttributeError, KeyError, IndexError):
-            data = json.loads(path.read_text())  # only a cache: anything odd is ignored
+            data = json.loads(read_cache_text(path))  # only a cache: anything odd is ignored
             self.known = {
                 str(k): (str(v[0]), str(v[1]))
                 for k, v in data.items()

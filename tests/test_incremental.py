@@ -368,3 +368,27 @@ def test_a_batch_of_new_blobs_fits_sqlites_oldest_parameter_limit(tmp_path: Path
         assert total == 450 and {o.checksum for o in objects} == {md5 for _, _, md5 in items}
     finally:
         store.close()
+
+
+def test_fifos_in_place_of_every_cache_file_cost_a_rehash_not_a_hang(
+    project: Project, tmp_path: Path
+) -> None:
+    """Every reader of ``.em/cache`` opens only regular files: a FIFO put there (or a
+    link to a device) would otherwise block the plan for ever."""
+    from conftest import run_cli
+
+    published(project, Remote(f"file:{tmp_path / 'store'}", cli_env()))
+    cache = project.root / ".em" / "cache"
+    replaced = []
+    for path in sorted(p for p in cache.rglob("*") if p.is_file()):
+        path.unlink()
+        os.mkfifo(path)
+        replaced.append(path.relative_to(cache).parts[0])
+    assert {"clock", "identities", "indexes", "sealed"} <= set(replaced), replaced
+    project.write("data/d3/f0003.txt", "changed\n")
+    env = cli_env()
+    result = run_cli("plan", "--json", "--remote", f"file:{tmp_path / 'store'}",
+                     cwd=project.root, env=env, timeout=60)  # fmt: skip
+    assert result.code == 0, result.err
+    (art,) = json.loads(result.out)["artifacts"]
+    assert (art["upload"], art["delete"]) == (["data/d3/f0003.txt"], [])

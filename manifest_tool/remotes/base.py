@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from ..paths import RESERVED_ROOT_NAMES
+from ..paths import touches_content
 
 FOLDER = "Folder"
 ARTIFACT = "Artifact"
@@ -222,8 +222,8 @@ class ContentWrites:
 
     def add(self, node_path: str, keys: Iterable[str]) -> None:
         """One request that wrote ``keys`` into the node succeeded."""
-        if all(k in RESERVED_ROOT_NAMES for k in keys):
-            return  # the artifact's own metadata files are not content
+        if not touches_content(keys):
+            return
         with self._lock:
             self._by_node[node_path] += 1
 

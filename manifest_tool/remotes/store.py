@@ -26,7 +26,7 @@ from ..errors import (
     PermissionDenied,
     RevisionMismatch,
 )
-from ..paths import RESERVED_ROOT_NAMES, check_key
+from ..paths import check_key, touches_content
 from . import blobrows, graph
 from .base import ARTIFACT, FOLDER, HOLDS_OBJECTS, RUN, Lineage, Node, ObjectInfo
 from .blobs import BlobInfo, BlobReader, BlobStore, BlobWriter, BytesReader
@@ -568,7 +568,7 @@ def _forget_digest(conn: Conn, node_id: str, keys: Sequence[str]) -> None:
     earlier listing can no longer be set. The artifact's own metadata files are
     not content.
     """
-    if all(k in RESERVED_ROOT_NAMES for k in keys):
+    if not touches_content(keys):
         return
     row = conn.execute(
         "UPDATE nodes SET revision = revision + 1 WHERE id = ? RETURNING extra", (node_id,)
