@@ -36,13 +36,7 @@ def files_group(b: Bench, rows: list[Row]) -> None:
     """Rows 1, 2, 5 and 7: first apply, no-op plan and one change in the files tree."""
     n = b.sizes.files
     root = files_root(b)
-    write_manifest(root, "artifacts.yaml", [("bench", "bench", ["dir: data"])])
-    b.fresh(root)
-    say(f"{n:,} files: first apply, embedded")
-    emb = b.cli(["apply"], root)
-    say(f"{n:,} files: no-op plan, embedded; git status")
-    noop_emb = b.warm_repeat(lambda: b.cli(["plan"], root))
-    git = b.warm_repeat(lambda: peers.git_status(root, b.sizes.timeout))
+    emb, noop_emb, git = embedded_and_git(b, root, "bench", n, "")
     b.fresh(root)
     with serving(b.run_dir / "srv-files", b.run_dir / "logs") as srv:
         say(f"{n:,} files: first apply, HTTP")
@@ -80,6 +74,21 @@ def files_group(b: Bench, rows: list[Row]) -> None:
         *noop_rows(50, n, noop_emb, noop_http, noop_req, git, 3),
         *change_rows(70, n, (one, one_req), noop_http.seconds + upload.seconds, noop_req, dvc_one),
     ]
+
+
+def embedded_and_git(
+    b: Bench, root: Path, name: str, n: int, why: str
+) -> tuple[Run, Repeated, Repeated]:
+    """A tree's first apply to the embedded store from nothing, then its no-op plan
+    and ``git status`` on it: the start of both groups of the files trees."""
+    write_manifest(root, "artifacts.yaml", [(name, "bench", ["dir: data"])])
+    b.fresh(root)
+    say(f"{n:,} files: first apply, embedded{why}")
+    first = b.cli(["apply"], root)
+    say(f"{n:,} files: no-op plan, embedded; git status")
+    noop = b.warm_repeat(lambda: b.cli(["plan"], root))
+    git = b.warm_repeat(lambda: peers.git_status(root, b.sizes.timeout))
+    return first, noop, git
 
 
 def noop_rows(
@@ -149,13 +158,8 @@ def wide_group(b: Bench, rows: list[Row]) -> None:
     """Row 4: no-op plan of the big tree on both remotes, and the peak RSS there."""
     n = b.sizes.wide
     root = wide_root(b)
-    write_manifest(root, "artifacts.yaml", [("wide", "bench", ["dir: data"])])
-    b.fresh(root)
-    say(f"{n:,} files: first apply, embedded (the state the no-op plans start from)")
-    first = b.cli(["apply"], root)
-    say(f"{n:,} files: no-op plan, embedded; git status")
-    noop_emb = b.warm_repeat(lambda: b.cli(["plan"], root))
-    git = b.warm_repeat(lambda: peers.git_status(root, b.sizes.timeout))
+    why = " (the state the no-op plans start from)"
+    first, noop_emb, git = embedded_and_git(b, root, "wide", n, why)
     # the server serves the very store the embedded apply wrote: the same artifact,
     # without uploading the tree a second time
     with serving(root / ".em" / "store", b.run_dir / "logs") as srv:
